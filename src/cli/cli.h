@@ -1,0 +1,17 @@
+/*
+ * cli: the `deepseek` subcommands. Each takes the argv that follows the program
+ * name (argv[0] is the subcommand's own name) and returns the process exit code:
+ * 0 success, 1 runtime failure, 2 usage error or invalid input (a one-line message
+ * on stderr naming what is wrong). Only main.c calls these; only main.c exits.
+ *
+ * Threading: main thread only.
+ */
+#ifndef DS_CLI_CLI_H
+#define DS_CLI_CLI_H
+
+int cli_inspect(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_mkmodel(int argc, char **argv);
+int cli_config(int argc, char **argv);
+
+#endif

@@ -1,0 +1,50 @@
+/* The `deepseek` command: the subcommand table and dispatch, nothing else. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define DEEPSEEK_VERSION "0.1.0"
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct subcommand subcommands[] = {
+    {"inspect", cli_inspect, "print a GGUF file's header, metadata and tensors"},
+    {"tokenize", cli_tokenize, "print the token ids of a text"},
+    {"mkmodel", cli_mkmodel, "write a synthetic model of a real shape (random weights)"},
+    {"config", cli_config, "print the effective configuration (secrets masked)"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: deepseek <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].help);
+    fprintf(out, "\n'deepseek <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("deepseek %s\n", DEEPSEEK_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (!strcmp(cmd, subcommands[i].name))
+            return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "deepseek: unknown command '%s' (try 'deepseek --help')\n", cmd);
+    return 2;
+}
