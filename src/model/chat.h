@@ -5,11 +5,19 @@
  * (chat_template_detect) or by name (chat_template_from_name, for --chat-template).
  * An unknown template is an error that lists the names that can be chosen.
  *
- * Families (exact output documented in docs/formats.md):
- *   deepseek-r1        DeepSeek-R1 (671B): generation prompt "<｜Assistant｜><think>\n"
- *   deepseek-v3        DeepSeek-V3 chat: generation prompt "<｜Assistant｜>"
- *   deepseek-r1-distill  R1-Distill-Qwen / -Llama (last system message wins)
- *   deepseek-llm       deepseek-llm-7b-chat, DeepSeek-V2 / V2-Lite ("User: ...\n\nAssistant:")
+ * Families (exact output and detection rules in docs/chat-templates.md):
+ *   deepseek-r1          DeepSeek-R1 (671B): system messages joined by "\n\n", past
+ *                        assistant turns keep only the text after the last </think>,
+ *                        generation prompt "<｜Assistant｜><think>\n"
+ *   deepseek-v3          DeepSeek-V3 chat: as R1 but assistant text kept whole and
+ *                        generation prompt "<｜Assistant｜>"
+ *   deepseek-r1-distill  R1-Distill-Qwen / -Llama: as R1 but the last system message wins
+ *   deepseek-llm         deepseek-llm-7b-chat, DeepSeek-V2 / V2-Lite
+ *                        ("User: ...\n\nAssistant: ...<eos>", prompt "Assistant:")
+ *
+ * Messages carry only role and content: tool calls and tool outputs are not rendered
+ * (out of scope). The R1/V3/distill families write the literal <｜end▁of▁sentence｜>
+ * after assistant turns, as their templates do; only deepseek-llm uses opts->eos.
  *
  * Threading: pure functions; any thread.
  */
@@ -33,28 +41,33 @@ enum chat_role { CHAT_ROLE_SYSTEM, CHAT_ROLE_USER, CHAT_ROLE_ASSISTANT };
 
 struct chat_message {
     enum chat_role role;
-    const char *content; /* borrowed, NUL-terminated UTF-8 */
+    const char *content; /* borrowed, NUL-terminated UTF-8; "" is fine, NULL is ERR_INVALID */
 };
 
 struct chat_render_opts {
-    const char *bos;            /* BOS token text ("" if the model has none) */
-    const char *eos;            /* EOS token text */
+    const char *bos;            /* BOS token text; "" or NULL if the model has none */
+    const char *eos;            /* EOS token text; required (non-NULL) by deepseek-llm only */
     bool add_generation_prompt; /* end with the assistant prefix */
     bool continue_final;        /* last message is an assistant prefix to continue
-                                   (DeepSeek API `prefix: true`): rendered open, no EOS */
+                                   (DeepSeek API `prefix: true`): rendered open, verbatim
+                                   (no </think> stripping), no EOS, no generation prompt
+                                   even if add_generation_prompt is set */
 };
 
-/* Recognises a GGUF chat template text; ERR_UNSUPPORTED with a message listing the
- * choosable names if it is none of ours. */
+/* Recognises a GGUF chat template text. ERR_UNSUPPORTED with a message listing the
+ * choosable names if it is none of ours; ERR_NOTFOUND (same hint) if src is NULL, i.e.
+ * the model has no template. */
 int chat_template_detect(const char *src, enum chat_template *out, struct err *err);
 /* By name ("deepseek-r1", ...); ERR_NOTFOUND listing the valid names otherwise. */
 int chat_template_from_name(const char *name, enum chat_template *out, struct err *err);
+/* The name of t, or "unknown" for a value out of range. */
 const char *chat_template_name(enum chat_template t);
 
-/* Renders msgs into a malloc'ed NUL-terminated string (*out; caller frees). */
+/* Renders msgs into a malloc'ed NUL-terminated string (*out, caller frees; *out_len if
+ * out_len is non-NULL). ERR_INVALID for a NULL content, a bad role, or continue_final
+ * without a final assistant message; *out is NULL on failure. */
 int chat_render(enum chat_template t, const struct chat_message *msgs, size_t n,
-                const struct chat_render_opts *opts, char **out, size_t *out_len,
-                struct err *err);
+                const struct chat_render_opts *opts, char **out, size_t *out_len, struct err *err);
 
 /* True when the rendered prompt leaves the model inside a reasoning block (ends with
  * "<think>\n" or "<think>"), so generated text is reasoning until </think>. */
