@@ -1,0 +1,340 @@
+/*
+ * dispatch: the CPU probe that fills the function table once, the type table, and the
+ * drivers (matrix products over a row range, rope) that call the table's kernels.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "kernels/impl.h"
+
+struct kernels_table kernels_tab;
+static enum kernels_isa g_isa = KERNELS_ISA_REF;
+static int g_ready;
+
+static int cpu_has_avx2(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_avx512(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int kernels_init(enum kernels_isa force)
+{
+    kernels_ref_fill(&kernels_tab);
+    g_isa = KERNELS_ISA_REF;
+    g_ready = 1;
+    enum kernels_isa want = force;
+    if (want == KERNELS_ISA_AUTO)
+        want = cpu_has_avx512() ? KERNELS_ISA_AVX512
+               : cpu_has_avx2() ? KERNELS_ISA_AVX2
+                                : KERNELS_ISA_REF;
+    if (want == KERNELS_ISA_REF)
+        return 0;
+    if ((want == KERNELS_ISA_AVX2 && !cpu_has_avx2()) ||
+        (want == KERNELS_ISA_AVX512 && !cpu_has_avx512()) ||
+        (want != KERNELS_ISA_AVX2 && want != KERNELS_ISA_AVX512))
+        return ERR_UNSUPPORTED;
+#if defined(__x86_64__)
+    kernels_avx2_fill(&kernels_tab);
+    if (want == KERNELS_ISA_AVX512)
+        kernels_avx512_fill(&kernels_tab);
+    g_isa = want;
+    return 0;
+#else
+    return ERR_UNSUPPORTED;
+#endif
+}
+
+enum kernels_isa kernels_isa(void)
+{
+    return g_isa;
+}
+
+const char *kernels_isa_name(void)
+{
+    switch (g_isa) {
+    case KERNELS_ISA_AVX2: return "avx2";
+    case KERNELS_ISA_AVX512: return "avx512";
+    default: return "ref";
+    }
+}
+
+static void ensure_init(void)
+{
+    if (!g_ready) /* a caller that forgot kernels_init still gets correct (ref) results */
+        kernels_init(KERNELS_ISA_REF);
+}
+
+/* ======================================================================== types */
+
+static const struct {
+    const char *name;
+    int block;
+    size_t bytes;
+} type_info[KERNELS_NTYPES] = {
+    [KERNELS_F32] = {"f32", 1, 4},
+    [KERNELS_F16] = {"f16", 1, 2},
+    [KERNELS_BF16] = {"bf16", 1, 2},
+    [KERNELS_Q4_0] = {"q4_0", QK4_0, sizeof(struct block_q4_0)},
+    [KERNELS_Q5_0] = {"q5_0", QK5_0, sizeof(struct block_q5_0)},
+    [KERNELS_Q8_0] = {"q8_0", QK8_0, sizeof(struct block_q8_0)},
+    [KERNELS_Q4_K] = {"q4_K", QK_K, sizeof(struct block_q4_K)},
+    [KERNELS_Q5_K] = {"q5_K", QK_K, sizeof(struct block_q5_K)},
+    [KERNELS_Q6_K] = {"q6_K", QK_K, sizeof(struct block_q6_K)},
+    [KERNELS_Q8_K] = {"q8_K", QK_K, sizeof(struct block_q8_K)},
+};
+
+int kernels_type_known(int type)
+{
+    return type >= 0 && type < KERNELS_NTYPES && type_info[type].name != NULL;
+}
+
+const char *kernels_type_name(enum kernels_type t)
+{
+    return kernels_type_known((int)t) ? type_info[t].name : "?";
+}
+
+int kernels_block_size(enum kernels_type t)
+{
+    return kernels_type_known((int)t) ? type_info[t].block : 0;
+}
+
+size_t kernels_block_bytes(enum kernels_type t)
+{
+    return kernels_type_known((int)t) ? type_info[t].bytes : 0;
+}
+
+size_t kernels_row_bytes(enum kernels_type t, int64_t n)
+{
+    int qk = kernels_block_size(t);
+    if (qk <= 0 || n < 0 || n % qk != 0)
+        return 0;
+    return (size_t)(n / qk) * type_info[t].bytes;
+}
+
+void kernels_dequantize_row(enum kernels_type t, const void *src, float *dst, int64_t n)
+{
+    if (kernels_row_bytes(t, n) == 0 && n != 0)
+        return;
+    ref_dequantize_row(t, src, dst, n);
+}
+
+int kernels_quantize_row(enum kernels_type t, const float *src, void *dst, int64_t n)
+{
+    ensure_init();
+    if (t == KERNELS_F16 && n >= 0) { /* the SIMD conversion rounds identically */
+        kernels_tab.f32_to_f16(src, dst, n);
+        return 0;
+    }
+    return ref_quantize_row(t, src, dst, n);
+}
+
+/* ======================================================================== matmul */
+
+enum kernels_type kernels_act_type(enum kernels_type w)
+{
+    switch (w) {
+    case KERNELS_Q8_0:
+    case KERNELS_Q4_0:
+    case KERNELS_Q5_0: return KERNELS_Q8_0;
+    case KERNELS_Q4_K:
+    case KERNELS_Q5_K:
+    case KERNELS_Q6_K: return KERNELS_Q8_K;
+    case KERNELS_F16: return KERNELS_F16;
+    case KERNELS_BF16: return KERNELS_BF16;
+    default: return KERNELS_F32;
+    }
+}
+
+size_t kernels_act_bytes(enum kernels_type w, int64_t cols, int n_tok)
+{
+    return kernels_row_bytes(kernels_act_type(w), cols) * (size_t)(n_tok > 0 ? n_tok : 0);
+}
+
+int kernels_quantize_act(enum kernels_type w, const float *x, int64_t cols, int n_tok,
+                         void *act)
+{
+    ensure_init();
+    enum kernels_type a = kernels_act_type(w);
+    size_t rb = kernels_row_bytes(a, cols);
+    if (!kernels_type_known((int)w) || w == KERNELS_Q8_K)
+        return ERR_UNSUPPORTED;
+    if (n_tok < 0 || (rb == 0 && cols != 0) || kernels_row_bytes(w, cols) == 0)
+        return ERR_INVALID;
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * (size_t)cols;
+        void *at = (char *)act + (size_t)t * rb;
+        switch (a) {
+        case KERNELS_Q8_0: kernels_tab.quantize_q8_0_act(xt, at, cols); break;
+        case KERNELS_Q8_K: kernels_tab.quantize_q8_K_act(xt, at, cols); break;
+        case KERNELS_F16: kernels_tab.f32_to_f16(xt, at, cols); break;
+        default: ref_quantize_row(a, xt, at, cols); break;
+        }
+    }
+    return 0;
+}
+
+static int check_view(const struct kernels_tensor_view *W, int n_tok, int64_t rb, int64_t re)
+{
+    if (!W || !kernels_type_known((int)W->type) || W->type == KERNELS_Q8_K)
+        return ERR_UNSUPPORTED;
+    size_t need = kernels_row_bytes(W->type, W->cols);
+    if (need == 0 || W->row_bytes < need || n_tok < 0 || rb < 0 || re < rb || re > W->rows)
+        return ERR_INVALID;
+    return 0;
+}
+
+/* Row by row; tokens in groups of KERNELS_NX so a weight block is unpacked once for
+ * several tokens. The weight row stays in L1 across the groups. */
+static void run_rows(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
+                     size_t x_stride, float *y, int n_tok, int64_t rb, int64_t re)
+{
+    float out[KERNELS_NX];
+    for (int64_t r = rb; r < re; r++) {
+        const void *w = (const char *)W->data + (size_t)r * W->row_bytes;
+        for (int t = 0; t < n_tok; t += KERNELS_NX) {
+            int nx = n_tok - t < KERNELS_NX ? n_tok - t : KERNELS_NX;
+            dot(w, (const char *)x + (size_t)t * x_stride, x_stride, nx, W->cols, out);
+            for (int k = 0; k < nx; k++)
+                y[(size_t)(t + k) * (size_t)W->rows + (size_t)r] = out[k];
+        }
+    }
+}
+
+int kernels_matmul(const struct kernels_tensor_view *W, const float *x, float *y, int n_tok,
+                   int64_t row_begin, int64_t row_end)
+{
+    ensure_init();
+    int rc = check_view(W, n_tok, row_begin, row_end);
+    if (rc)
+        return rc;
+    run_rows(kernels_tab.dot_f32[W->type], W, x, (size_t)W->cols * sizeof(float), y, n_tok,
+             row_begin, row_end);
+    return 0;
+}
+
+int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float *y,
+                     int n_tok, int64_t row_begin, int64_t row_end)
+{
+    ensure_init();
+    int rc = check_view(W, n_tok, row_begin, row_end);
+    if (rc)
+        return rc;
+    size_t stride = kernels_row_bytes(kernels_act_type(W->type), W->cols);
+    run_rows(kernels_tab.dot_q[W->type], W, act, stride, y, n_tok, row_begin, row_end);
+    return 0;
+}
+
+float kernels_dot_f32(enum kernels_type w, const void *row, const float *x, int64_t n)
+{
+    ensure_init();
+    float out = 0;
+    if (kernels_row_bytes(w, n) == 0 || w == KERNELS_Q8_K)
+        return 0;
+    kernels_tab.dot_f32[w](row, x, 0, 1, n, &out);
+    return out;
+}
+
+/* ======================================================================== vector ops */
+
+void kernels_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    ensure_init();
+    kernels_tab.rmsnorm(y, x, w, n, eps);
+}
+
+void kernels_softmax(float *x, int64_t n)
+{
+    ensure_init();
+    kernels_tab.softmax(x, n);
+}
+
+void kernels_swiglu(float *out, const float *gate, const float *up, int64_t n)
+{
+    ensure_init();
+    kernels_tab.swiglu(out, gate, up, n);
+}
+
+void kernels_add(float *y, const float *a, const float *b, int64_t n)
+{
+    ensure_init();
+    kernels_tab.add(y, a, b, n);
+}
+
+void kernels_scale(float *x, float s, int64_t n)
+{
+    ensure_init();
+    kernels_tab.scale(x, s, n);
+}
+
+/* ======================================================================== rope */
+
+/* YaRN correction dimension for a rotation count (ggml's formula, float arithmetic). */
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base)
+{
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+/*
+ * cos/sin per pair, computed as ggml does: theta starts at pos and is multiplied by
+ * base^(-2/n_rot) per pair (repeated multiplication, not pow, so the rounding agrees).
+ */
+#define ROPE_MAX_DIMS 1024
+int kernels_rope_apply(const struct kernels_rope *r, float *x, int n_heads, int head_dim,
+                       int64_t pos)
+{
+    int n_rot = r->n_rot;
+    if (n_rot <= 0 || n_rot % 2 || n_rot > head_dim || n_rot > ROPE_MAX_DIMS || n_heads < 0)
+        return ERR_INVALID;
+    float cs[ROPE_MAX_DIMS]; /* [n_rot/2] pairs of (cos, sin) */
+    float corr0 = 0, corr1 = 0;
+    if (r->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(n_rot, r->n_ctx_orig, r->beta_fast, r->freq_base));
+        float end = ceilf(yarn_corr_dim(n_rot, r->n_ctx_orig, r->beta_slow, r->freq_base));
+        corr0 = start > 0 ? start : 0;
+        corr1 = end < n_rot - 1 ? end : (float)(n_rot - 1);
+    }
+    float theta_scale = powf(r->freq_base, -2.0f / n_rot);
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < n_rot; i0 += 2) {
+        float ff = r->freq_factors ? r->freq_factors[i0 / 2] : 1.0f;
+        float extrap = theta / ff, interp = r->freq_scale * extrap, th = interp;
+        float mscale = r->attn_factor;
+        if (r->ext_factor != 0.0f) {
+            float yv = (i0 / 2 - corr0) / fmaxf(0.001f, corr1 - corr0);
+            float ramp = (1 - fminf(1, fmaxf(0, yv))) * r->ext_factor;
+            th = interp * (1 - ramp) + extrap * ramp;
+            mscale *= 1.0f + 0.1f * logf(1.0f / r->freq_scale);
+        }
+        cs[i0] = cosf(th) * mscale;
+        cs[i0 + 1] = sinf(th) * mscale;
+        theta *= theta_scale;
+    }
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * (size_t)head_dim;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            int a = r->neox ? i0 / 2 : i0, b = r->neox ? i0 / 2 + n_rot / 2 : i0 + 1;
+            float c = cs[i0], s = cs[i0 + 1], x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * impl: the function table shared by dispatch.c and the per-ISA files. Internal to
+ * kernels/. Every entry has a reference in ref.c (prefix ref_); an ISA file overrides the
+ * entries it accelerates in its *_fill() function and leaves the rest alone.
+ *
+ * Multi-token dots: a dot function computes out[t] = dot(w, x_t) for t < n_x
+ * (1 <= n_x <= KERNELS_NX), x_t = x + t * x_stride (bytes), so SIMD versions unpack a
+ * weight block once for several tokens (the blocked GEMM of a prefill).
+ */
+#ifndef DS_KERNELS_IMPL_H
+#define DS_KERNELS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+#define KERNELS_NX 4
+#define KERNELS_NTYPES 31
+
+/* w: one weight row of n elements; x: float rows (dot_f32) or activation rows of
+ * kernels_act_type (dot_q). */
+typedef void (*kernels_dot_fn)(const void *w, const void *x, size_t x_stride, int n_x,
+                               int64_t n, float *out);
+
+struct kernels_table {
+    kernels_dot_fn dot_f32[KERNELS_NTYPES];
+    kernels_dot_fn dot_q[KERNELS_NTYPES];
+    void (*quantize_q8_0_act)(const float *x, void *y, int64_t n);
+    void (*quantize_q8_K_act)(const float *x, void *y, int64_t n);
+    void (*f32_to_f16)(const float *x, kernels_fp16 *y, int64_t n);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*softmax)(float *x, int64_t n);
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    void (*add)(float *y, const float *a, const float *b, int64_t n);
+    void (*scale)(float *x, float s, int64_t n);
+};
+
+extern struct kernels_table kernels_tab;
+
+void kernels_ref_fill(struct kernels_table *t);
+void kernels_avx2_fill(struct kernels_table *t);   /* x86_avx2.c */
+void kernels_avx512_fill(struct kernels_table *t); /* x86_avx512.c */
+
+/* reference pieces the SIMD files and dispatch.c call directly */
+void ref_dequantize_row(enum kernels_type t, const void *src, float *dst, int64_t n);
+int ref_quantize_row(enum kernels_type t, const float *src, void *dst, int64_t n);
+
+#endif

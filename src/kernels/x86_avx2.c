@@ -1,0 +1,555 @@
+/*
+ * x86_avx2: AVX2 + FMA + F16C versions of the hot kernels (dot products for both matrix
+ * paths, fp16 conversion). Same signatures as ref.c; tails finish with the reference
+ * arithmetic. Compiled with a target pragma so the rest of the build stays baseline x86-64;
+ * dispatch.c installs these only when CPUID reports the features.
+ *
+ * Integer dots use the classic maddubs trick: u8 x s8 -> pairs summed into s16 (no
+ * saturation possible for our ranges: |q| <= 63 unsigned or |q| <= 128 with the sign moved
+ * to the other operand, |y| <= 127), then madd with 1 or with the sub-block scale -> s32.
+ * Dequantization for the float path computes exactly the reference's float values
+ * (separate multiply and subtract, no FMA), so only the summation order differs.
+ */
+#if defined(__x86_64__)
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/impl.h"
+
+static inline float fp16(kernels_fp16 h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline const void *xrow(const void *x, size_t stride, int k)
+{
+    return (const char *)x + (size_t)k * stride;
+}
+
+/* s8 x s8 over 32 lanes -> 8 x s32, via |a| and sign(b, a). */
+static inline __m256i dot_s8(__m256i a, __m256i b)
+{
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set (bit j -> byte j). */
+static inline __m256i bits_to_bytes(uint32_t bits)
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles in lanes 0..15, high in 16..31. */
+static inline __m256i nibbles32(const uint8_t *p)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    __m128i m = _mm_set1_epi8(0xF);
+    __m128i lo = _mm_and_si128(raw, m), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* ======================================================================== dot_q, 32-blocks */
+
+static inline __m256i unpack_32(enum kernels_type t, const void *w, int64_t i, float *d)
+{
+    if (t == KERNELS_Q8_0) {
+        const struct block_q8_0 *b = (const struct block_q8_0 *)w + i;
+        *d = fp16(b->d);
+        return _mm256_loadu_si256((const __m256i *)b->qs);
+    }
+    if (t == KERNELS_Q4_0) {
+        const struct block_q4_0 *b = (const struct block_q4_0 *)w + i;
+        *d = fp16(b->d);
+        return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
+    }
+    const struct block_q5_0 *b = (const struct block_q5_0 *)w + i;
+    *d = fp16(b->d);
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    __m256i hi = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b->qs), hi), _mm256_set1_epi8(16));
+}
+
+static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
+                            int n_x, int64_t n, float *out)
+{
+    __m256 acc[KERNELS_NX];
+    for (int k = 0; k < KERNELS_NX; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++) {
+        float dw;
+        __m256i q = unpack_32(t, w, i, &dw);
+        for (int k = 0; k < n_x; k++) {
+            const struct block_q8_0 *y = (const struct block_q8_0 *)xrow(x, xs, k) + i;
+            __m256i s = dot_s8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(y->d)), _mm256_cvtepi32_ps(s),
+                                     acc[k]);
+        }
+    }
+    for (int k = 0; k < n_x; k++)
+        out[k] = hsum8(acc[k]);
+}
+
+static void avx2_dot_q_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_q_32(KERNELS_Q8_0, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_q_q4_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_q_32(KERNELS_Q4_0, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_q_32(KERNELS_Q5_0, w, x, xs, n_x, n, out);
+}
+
+/* ======================================================================== dot_q, K-quants */
+
+/* The 8 six-bit scales and mins of a q4_K/q5_K block as bytes (same values as
+ * q4k_scale_min, four at a time with 32-bit arithmetic). */
+static inline void k_scales_mins(const uint8_t *s, uint64_t *sc, uint64_t *mn)
+{
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    *sc = (a & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
+    *mn = (b & 0x3f3f3f3fu) | (uint64_t)mn_hi << 32;
+}
+
+/* A shuffle mask that broadcasts int16 lane j of each 128-bit half. */
+static inline __m256i bcast16_mask(int j)
+{
+    return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8)));
+}
+
+/* Q4_K / Q5_K: q[j] = the 32 unsigned quants of sub-block j. The min term
+ * dmin * sum_j m_j * (bsum[2j] + bsum[2j+1]) is one madd of the activation block sums
+ * with the mins duplicated pairwise. */
+static inline void dot_q_k_asym(int five, const void *w, const void *x, size_t xs, int n_x,
+                                int64_t n, float *out)
+{
+    __m256 acc[KERNELS_NX], accm[KERNELS_NX];
+    for (int k = 0; k < KERNELS_NX; k++)
+        acc[k] = accm[k] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *scales, *qs;
+        float d, dmin;
+        __m256i q[8];
+        if (five) {
+            const struct block_q5_K *b = (const struct block_q5_K *)w + i;
+            scales = b->scales, qs = b->qs, d = fp16(b->d), dmin = fp16(b->dmin);
+            __m256i hv = _mm256_loadu_si256((const __m256i *)b->qh);
+            for (int p = 0; p < 4; p++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+                for (int h = 0; h < 2; h++) {
+                    int j = 2 * p + h;
+                    __m256i bit = _mm256_set1_epi8((char)(1 << j));
+                    __m256i hb = _mm256_cmpeq_epi8(_mm256_and_si256(hv, bit), bit);
+                    __m256i lo = h ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4)
+                                   : _mm256_and_si256(raw, m4);
+                    q[j] = _mm256_or_si256(lo, _mm256_and_si256(hb, _mm256_set1_epi8(16)));
+                }
+            }
+        } else {
+            const struct block_q4_K *b = (const struct block_q4_K *)w + i;
+            scales = b->scales, qs = b->qs, d = fp16(b->d), dmin = fp16(b->dmin);
+            for (int p = 0; p < 4; p++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+                q[2 * p] = _mm256_and_si256(raw, m4);
+                q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
+        }
+        uint64_t sc8, mn8;
+        k_scales_mins(scales, &sc8, &mn8);
+        __m256i sc16 = _mm256_broadcastsi128_si256(
+            _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+        __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+        for (int k = 0; k < n_x; k++) {
+            const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j));
+                __m256i p16 = _mm256_maddubs_epi16(q[j], yv);
+                __m256i scj = _mm256_shuffle_epi8(sc16, bcast16_mask(j));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scj));
+            }
+            __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+            __m256i summ = _mm256_madd_epi16(bs, mdup);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * d), _mm256_cvtepi32_ps(sumi), acc[k]);
+            accm[k] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dmin), _mm256_cvtepi32_ps(summ),
+                                      accm[k]);
+        }
+    }
+    for (int k = 0; k < n_x; k++)
+        out[k] = hsum8(_mm256_sub_ps(acc[k], accm[k]));
+}
+
+static void avx2_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_q_k_asym(0, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_q_q5_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_q_k_asym(1, w, x, xs, n_x, n, out);
+}
+
+/* Q6_K: q[c] = the unsigned 6-bit quants (0..63) of 32-element chunk c; the -32 offset is
+ * applied through the activation block sums: sum sc*(q-32)*y = sum sc*q*y - 32 sum sc*bsum
+ * (exact in int32: |sum| < 2^27 per block). */
+static void avx2_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    __m256 acc[KERNELS_NX];
+    for (int k = 0; k < KERNELS_NX; k++)
+        acc[k] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const struct block_q6_K *b = (const struct block_q6_K *)w + i;
+        __m256i q[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                           _mm256_and_si256(qh, m30));
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        }
+        float d = fp16(b->d);
+        __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
+        __m256i sc_all = _mm256_cvtepi8_epi16(s8); /* 16 x s16, for the bias */
+        __m256i sc_lo = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8));
+        __m256i sc_hi = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)));
+        for (int k = 0; k < n_x; k++) {
+            const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                __m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
+                __m256i p16 = _mm256_maddubs_epi16(q[c], yv);
+                /* scale 2c in the low 128 bits (elements 0..15), 2c+1 in the high */
+                int g = (2 * c) % 8;
+                __m256i mask = _mm256_set_m128i(_mm_set1_epi16((short)((2 * g + 2) | ((2 * g + 3) << 8))),
+                                                _mm_set1_epi16((short)((2 * g) | ((2 * g + 1) << 8))));
+                __m256i scv = _mm256_shuffle_epi8(c < 4 ? sc_lo : sc_hi, mask);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scv));
+            }
+            __m256i bias = _mm256_madd_epi16(sc_all,
+                                             _mm256_loadu_si256((const __m256i *)y->bsums));
+            __m256i tot = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bias, 5));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(tot), acc[k]);
+        }
+    }
+    for (int k = 0; k < n_x; k++)
+        out[k] = hsum8(acc[k]);
+}
+
+/* ======================================================================== float rows */
+
+/* Loads 8 weights of a float-like row as floats. */
+static inline __m256 load8(enum kernels_type t, const void *p, int64_t i)
+{
+    if (t == KERNELS_F32)
+        return _mm256_loadu_ps((const float *)p + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    if (t == KERNELS_F16)
+        return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* bf16 */
+}
+
+static inline float load1(enum kernels_type t, const void *p, int64_t i)
+{
+    if (t == KERNELS_F32)
+        return ((const float *)p)[i];
+    if (t == KERNELS_F16)
+        return fp16(((const kernels_fp16 *)p)[i]);
+    return kernels_bf16_to_f32(((const kernels_bf16 *)p)[i]);
+}
+
+/* Row of type tw times rows of type tx (both F32/F16/BF16), two accumulators per token. */
+static inline void dot_float(enum kernels_type tw, enum kernels_type tx, const void *w,
+                             const void *x, size_t xs, int n_x, int64_t n, float *out)
+{
+    __m256 a0[KERNELS_NX], a1[KERNELS_NX];
+    for (int k = 0; k < KERNELS_NX; k++)
+        a0[k] = a1[k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = load8(tw, w, i), w1 = load8(tw, w, i + 8);
+        for (int k = 0; k < n_x; k++) {
+            const void *xk = xrow(x, xs, k);
+            a0[k] = _mm256_fmadd_ps(w0, load8(tx, xk, i), a0[k]);
+            a1[k] = _mm256_fmadd_ps(w1, load8(tx, xk, i + 8), a1[k]);
+        }
+    }
+    for (int k = 0; k < n_x; k++) {
+        const void *xk = xrow(x, xs, k);
+        float s = hsum8(_mm256_add_ps(a0[k], a1[k]));
+        for (int64_t j = i; j < n; j++)
+            s += load1(tw, w, j) * load1(tx, xk, j);
+        out[k] = s;
+    }
+}
+
+static void avx2_dot_f32_f32(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                             float *out)
+{
+    dot_float(KERNELS_F32, KERNELS_F32, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_f32_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                             float *out)
+{
+    dot_float(KERNELS_F16, KERNELS_F32, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_f32_bf16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                              float *out)
+{
+    dot_float(KERNELS_BF16, KERNELS_F32, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_q_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                           float *out)
+{
+    dot_float(KERNELS_F16, KERNELS_F16, w, x, xs, n_x, n, out);
+}
+static void avx2_dot_q_bf16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    dot_float(KERNELS_BF16, KERNELS_BF16, w, x, xs, n_x, n, out);
+}
+
+/* ======================================================================== float x, quantized w */
+
+/* 8 unsigned bytes -> 8 floats */
+static inline __m256 u8x8(const uint8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* Dequantizers writing exactly ref.c's float values into buf. */
+static void deq_q8_0(const void *v, float *buf)
+{
+    const struct block_q8_0 *b = v;
+    __m256 d = _mm256_set1_ps(fp16(b->d));
+    for (int l = 0; l < 32; l += 8) {
+        __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + l)));
+        _mm256_storeu_ps(buf + l, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+    }
+}
+
+static void deq_32_from_bytes(__m256i q /* 32 x s8 */, float d, float *buf)
+{
+    __m256 dv = _mm256_set1_ps(d);
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(buf, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), dv));
+    _mm256_storeu_ps(buf + 8, _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), dv));
+    _mm256_storeu_ps(buf + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), dv));
+    _mm256_storeu_ps(buf + 24, _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), dv));
+}
+
+static void deq_q4_0(const void *v, float *buf)
+{
+    float d;
+    __m256i q = unpack_32(KERNELS_Q4_0, v, 0, &d);
+    deq_32_from_bytes(q, d, buf);
+}
+
+static void deq_q5_0(const void *v, float *buf)
+{
+    float d;
+    __m256i q = unpack_32(KERNELS_Q5_0, v, 0, &d);
+    deq_32_from_bytes(q, d, buf);
+}
+
+static void deq_q4_K(const void *v, float *buf)
+{
+    const struct block_q4_K *b = v;
+    float d = fp16(b->d), dmin = fp16(b->dmin);
+    const __m256i m4 = _mm256_set1_epi32(0xF);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        q4k_scale_min(j, b->scales, &sc, &m);
+        __m256 dv = _mm256_set1_ps(d * sc), mv = _mm256_set1_ps(dmin * m);
+        const uint8_t *q = b->qs + 32 * (j / 2);
+        for (int l = 0; l < 32; l += 8) {
+            __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + l)));
+            w = j & 1 ? _mm256_srli_epi32(w, 4) : _mm256_and_si256(w, m4);
+            __m256 f = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(w)), mv);
+            _mm256_storeu_ps(buf + 32 * j + l, f);
+        }
+    }
+}
+
+static void deq_q5_K(const void *v, float *buf)
+{
+    const struct block_q5_K *b = v;
+    float d = fp16(b->d), dmin = fp16(b->dmin);
+    const __m256i m4 = _mm256_set1_epi32(0xF);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        q4k_scale_min(j, b->scales, &sc, &m);
+        __m256 dv = _mm256_set1_ps(d * sc), mv = _mm256_set1_ps(dmin * m);
+        const uint8_t *q = b->qs + 32 * (j / 2);
+        for (int l = 0; l < 32; l += 8) {
+            __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + l)));
+            w = j & 1 ? _mm256_srli_epi32(w, 4) : _mm256_and_si256(w, m4);
+            __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b->qh + l)));
+            h = _mm256_and_si256(_mm256_srli_epi32(h, j), _mm256_set1_epi32(1));
+            w = _mm256_or_si256(w, _mm256_slli_epi32(h, 4));
+            __m256 f = _mm256_sub_ps(_mm256_mul_ps(dv, _mm256_cvtepi32_ps(w)), mv);
+            _mm256_storeu_ps(buf + 32 * j + l, f);
+        }
+    }
+}
+
+static void deq_q6_K(const void *v, float *buf)
+{
+    const struct block_q6_K *b = v;
+    float d = fp16(b->d);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l += 8) {
+                const uint8_t *ql = b->ql + 64 * h + (k & 1) * 32 + l;
+                __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)ql));
+                lo = k < 2 ? _mm256_and_si256(lo, _mm256_set1_epi32(0xF))
+                           : _mm256_srli_epi32(lo, 4);
+                __m256i hi = _mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64((const __m128i *)(b->qh + 32 * h + l)));
+                hi = _mm256_and_si256(_mm256_srli_epi32(hi, 2 * k), _mm256_set1_epi32(3));
+                __m256i q = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)),
+                                             _mm256_set1_epi32(32));
+                float s = d * b->scales[8 * h + 2 * k + l / 16];
+                _mm256_storeu_ps(buf + 128 * h + 32 * k + l,
+                                 _mm256_mul_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(q)));
+            }
+}
+
+/* Dequantize a block once, then one FMA pass per token. */
+static inline void dot_f32_blocks(void (*deq)(const void *, float *), int qk, size_t bb,
+                                  const void *w, const void *x, size_t xs, int n_x,
+                                  int64_t n, float *out)
+{
+    float buf[QK_K] __attribute__((aligned(32)));
+    __m256 acc[KERNELS_NX];
+    for (int k = 0; k < KERNELS_NX; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / qk; i++) {
+        deq((const char *)w + (size_t)i * bb, buf);
+        for (int k = 0; k < n_x; k++) {
+            const float *xk = (const float *)xrow(x, xs, k) + i * qk;
+            __m256 a = acc[k];
+            for (int l = 0; l < qk; l += 8)
+                a = _mm256_fmadd_ps(_mm256_load_ps(buf + l), _mm256_loadu_ps(xk + l), a);
+            acc[k] = a;
+        }
+    }
+    for (int k = 0; k < n_x; k++)
+        out[k] = hsum8(acc[k]);
+}
+
+#define AVX2_DOT_F32(T, QK)                                                              \
+    static void avx2_dot_f32_##T(const void *w, const void *x, size_t xs, int n_x,        \
+                                 int64_t n, float *out)                                   \
+    {                                                                                    \
+        dot_f32_blocks(deq_##T, QK, sizeof(struct block_##T), w, x, xs, n_x, n, out);   \
+    }
+AVX2_DOT_F32(q8_0, QK8_0)
+AVX2_DOT_F32(q4_0, QK4_0)
+AVX2_DOT_F32(q5_0, QK5_0)
+AVX2_DOT_F32(q4_K, QK_K)
+AVX2_DOT_F32(q5_K, QK_K)
+AVX2_DOT_F32(q6_K, QK_K)
+
+/* ======================================================================== conversions */
+
+static void avx2_f32_to_f16(const float *x, kernels_fp16 *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = kernels_f32_to_fp16(x[i]);
+}
+
+static void avx2_add(float *y, const float *a, const float *b, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+static void avx2_scale(float *x, float s, int64_t n)
+{
+    int64_t i = 0;
+    __m256 sv = _mm256_set1_ps(s);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sv));
+    for (; i < n; i++)
+        x[i] *= s;
+}
+
+void kernels_avx2_fill(struct kernels_table *t)
+{
+    t->dot_f32[KERNELS_F32] = avx2_dot_f32_f32;
+    t->dot_f32[KERNELS_F16] = avx2_dot_f32_f16;
+    t->dot_f32[KERNELS_BF16] = avx2_dot_f32_bf16;
+    t->dot_f32[KERNELS_Q8_0] = avx2_dot_f32_q8_0;
+    t->dot_f32[KERNELS_Q4_0] = avx2_dot_f32_q4_0;
+    t->dot_f32[KERNELS_Q5_0] = avx2_dot_f32_q5_0;
+    t->dot_f32[KERNELS_Q4_K] = avx2_dot_f32_q4_K;
+    t->dot_f32[KERNELS_Q5_K] = avx2_dot_f32_q5_K;
+    t->dot_f32[KERNELS_Q6_K] = avx2_dot_f32_q6_K;
+    t->dot_q[KERNELS_F32] = avx2_dot_f32_f32;
+    t->dot_q[KERNELS_F16] = avx2_dot_q_f16;
+    t->dot_q[KERNELS_BF16] = avx2_dot_q_bf16;
+    t->dot_q[KERNELS_Q8_0] = avx2_dot_q_q8_0;
+    t->dot_q[KERNELS_Q4_0] = avx2_dot_q_q4_0;
+    t->dot_q[KERNELS_Q5_0] = avx2_dot_q_q5_0;
+    t->dot_q[KERNELS_Q4_K] = avx2_dot_q_q4_K;
+    t->dot_q[KERNELS_Q5_K] = avx2_dot_q_q5_K;
+    t->dot_q[KERNELS_Q6_K] = avx2_dot_q_q6_K;
+    t->f32_to_f16 = avx2_f32_to_f16;
+    t->add = avx2_add;
+    t->scale = avx2_scale;
+}
+
+#pragma GCC pop_options
+
+#else
+typedef int kernels_x86_avx2_unused; /* ISO C forbids an empty translation unit */
+#endif

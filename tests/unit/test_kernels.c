@@ -1,0 +1,643 @@
+/*
+ * Unit tests for kernels/: block layouts against hand-built blocks, quantize/dequantize
+ * round trips, the integer and float dot products against a float64 computation on the
+ * dequantized operands, every SIMD kernel against the scalar reference on random data
+ * (sizes that are not multiples of the vector width, odd token counts, row ranges), and
+ * the vector ops against their formulas.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+/* Tolerances, relative to the magnitude sum_i |w_i x_i| of a dot product. */
+#define TOL_SUM_ORDER 2e-6   /* same float terms, different summation order (n <= 2048) */
+#define TOL_VS_EXACT 1e-5    /* fp32 kernel vs float64 dot of the same dequantized values */
+#define TOL_ACT_ROUNDING 0.03 /* quantized-activation path vs float path (8-bit x rounding) */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static float frand(void) /* roughly normal, mean 0, sd 1 */
+{
+    float s = 0;
+    for (int i = 0; i < 4; i++)
+        s += (float)rnd() / 4294967296.0f;
+    return (s - 2.0f) * 1.7320508f;
+}
+
+static void fill(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = frand() * scale;
+}
+
+static const enum kernels_type weight_types[] = {
+    KERNELS_F32,  KERNELS_F16,  KERNELS_BF16, KERNELS_Q8_0, KERNELS_Q4_0,
+    KERNELS_Q5_0, KERNELS_Q4_K, KERNELS_Q5_K, KERNELS_Q6_K,
+};
+#define N_WEIGHT_TYPES (int)(sizeof weight_types / sizeof weight_types[0])
+
+/* The ISAs this CPU can run besides the reference. */
+static int simd_isas(enum kernels_isa *out)
+{
+    int n = 0;
+    if (kernels_init(KERNELS_ISA_AVX2) == 0)
+        out[n++] = KERNELS_ISA_AVX2;
+    if (kernels_init(KERNELS_ISA_AVX512) == 0)
+        out[n++] = KERNELS_ISA_AVX512;
+    kernels_init(KERNELS_ISA_REF);
+    return n;
+}
+
+/* ======================================================================== layouts */
+
+static void test_sizes_and_names(void **state)
+{
+    (void)state;
+    assert_int_equal(kernels_row_bytes(KERNELS_Q8_0, 64), 68);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q4_0, 32), 18);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q5_0, 32), 22);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q4_K, 512), 288);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q5_K, 256), 176);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q6_K, 256), 210);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q8_K, 256), 292);
+    assert_int_equal(kernels_row_bytes(KERNELS_F16, 7), 14);
+    assert_int_equal(kernels_row_bytes(KERNELS_BF16, 3), 6);
+    assert_int_equal(kernels_row_bytes(KERNELS_F32, 5), 20);
+    assert_int_equal(kernels_row_bytes(KERNELS_Q4_K, 100), 0); /* not a block multiple */
+    assert_false(kernels_type_known(3));
+    assert_false(kernels_type_known(-1));
+    assert_false(kernels_type_known(99));
+    assert_string_equal(kernels_type_name(KERNELS_Q6_K), "q6_K");
+    assert_int_equal(kernels_act_type(KERNELS_Q4_0), KERNELS_Q8_0);
+    assert_int_equal(kernels_act_type(KERNELS_Q5_K), KERNELS_Q8_K);
+    assert_int_equal(kernels_act_type(KERNELS_F16), KERNELS_F16);
+}
+
+static void test_fp16_conversion(void **state)
+{
+    (void)state;
+    /* every finite half survives half -> float -> half */
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
+            continue; /* nan */
+        assert_int_equal(kernels_f32_to_fp16(kernels_fp16_to_f32((kernels_fp16)h)), h);
+    }
+    assert_true(kernels_fp16_to_f32(0x3c00) == 1.0f);
+    assert_true(kernels_fp16_to_f32(0xc000) == -2.0f);
+    assert_true(kernels_fp16_to_f32(0x0001) == 5.9604644775390625e-8f);
+    assert_int_equal(kernels_f32_to_fp16(65504.0f), 0x7bff);
+    assert_int_equal(kernels_f32_to_fp16(1e6f), 0x7c00);
+    assert_int_equal(kernels_f32_to_fp16(1.0f + 1.0f / 2048), 0x3c00); /* tie -> even */
+    assert_int_equal(kernels_f32_to_fp16(1.0f + 3.0f / 2048), 0x3c02); /* tie -> even */
+    assert_int_equal(kernels_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);  /* tie -> even */
+    assert_true(kernels_bf16_to_f32(0x3fc0) == 1.5f);
+
+    /* the SIMD conversion (F16C) rounds identically, including subnormals and overflow */
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    enum { N = 4099 };
+    static float x[N];
+    static kernels_fp16 a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        uint32_t u = rnd() ^ (rnd() << 16);
+        float f;
+        memcpy(&f, &u, 4);
+        x[i] = isnan(f) ? 0.0f : f;
+        if (i % 3 == 0)
+            x[i] = frand() * 1e-5f; /* near the subnormal range */
+    }
+    kernels_init(KERNELS_ISA_REF);
+    assert_int_equal(kernels_quantize_row(KERNELS_F16, x, a, N), 0);
+    for (int s = 0; s < n_isa; s++) {
+        kernels_init(isas[s]);
+        assert_int_equal(kernels_quantize_row(KERNELS_F16, x, b, N), 0);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    kernels_init(KERNELS_ISA_REF);
+}
+
+static void set_fp16(kernels_fp16 *d, float v)
+{
+    *d = kernels_f32_to_fp16(v);
+}
+
+static void test_hand_built_blocks(void **state)
+{
+    (void)state;
+    float y[QK_K];
+
+    /* Q8_0: d = 0.25 */
+    struct block_q8_0 b8;
+    set_fp16(&b8.d, 0.25f);
+    for (int j = 0; j < 32; j++)
+        b8.qs[j] = (int8_t)(j - 16);
+    kernels_dequantize_row(KERNELS_Q8_0, &b8, y, 32);
+    for (int j = 0; j < 32; j++)
+        assert_true(y[j] == (j - 16) * 0.25f);
+
+    /* Q4_0: d = 0.5, byte j = low nibble j, high nibble 15 - j */
+    struct block_q4_0 b4;
+    set_fp16(&b4.d, 0.5f);
+    for (int j = 0; j < 16; j++)
+        b4.qs[j] = (uint8_t)(j | ((15 - j) << 4));
+    kernels_dequantize_row(KERNELS_Q4_0, &b4, y, 32);
+    for (int j = 0; j < 16; j++) {
+        assert_true(y[j] == (j - 8) * 0.5f);
+        assert_true(y[j + 16] == (7 - j) * 0.5f);
+    }
+
+    /* Q5_0: as above plus the fifth bit set for elements 3 and 20 (qh bit 3 and bit 20) */
+    struct block_q5_0 b5;
+    set_fp16(&b5.d, 2.0f);
+    memcpy(b5.qs, b4.qs, 16);
+    uint32_t qh = (1u << 3) | (1u << 20);
+    memcpy(b5.qh, &qh, 4);
+    kernels_dequantize_row(KERNELS_Q5_0, &b5, y, 32);
+    assert_true(y[0] == (0 - 16) * 2.0f);
+    assert_true(y[3] == (3 + 16 - 16) * 2.0f);
+    assert_true(y[20] == ((15 - 4) + 16 - 16) * 2.0f);
+    assert_true(y[31] == ((15 - 15) - 16) * 2.0f);
+
+    /* Q4_K: d = 1, dmin = 0.5; sub-block j gets scale j + 1 (j < 4) or 40 + j (j >= 4, so
+     * the high two bits live in bytes 0..3) and min 2j (j < 4) or 50 + j. */
+    struct block_q4_K bk;
+    memset(&bk, 0, sizeof bk);
+    set_fp16(&bk.d, 1.0f);
+    set_fp16(&bk.dmin, 0.5f);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = j < 4 ? j + 1 : 40 + j;
+        mn[j] = j < 4 ? 2 * j : 50 + j;
+    }
+    for (int j = 0; j < 4; j++) { /* bytes 0..3: scale j | (high bits of scale j+4) << 6 */
+        bk.scales[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        bk.scales[j + 4] = (uint8_t)(mn[j] | ((mn[j + 4] >> 4) << 6));
+        bk.scales[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+    }
+    for (int i = 0; i < 128; i++)
+        bk.qs[i] = (uint8_t)((i % 16) | ((15 - i % 16) << 4));
+    kernels_dequantize_row(KERNELS_Q4_K, &bk, y, QK_K);
+    for (int e = 0; e < QK_K; e++) {
+        int j = e / 32, l = e % 32, byte = 32 * (j / 2) + l;
+        int q = j % 2 == 0 ? byte % 16 : 15 - byte % 16;
+        assert_true(y[e] == 1.0f * sc[j] * q - 0.5f * mn[j]);
+    }
+
+    /* Q5_K: same scales; the fifth bit of element 64k + l is bit 2k of qh[l] and of
+     * element 64k + 32 + l bit 2k + 1; set qh[l] = l so the pattern varies */
+    struct block_q5_K b5k;
+    memset(&b5k, 0, sizeof b5k);
+    b5k.d = bk.d, b5k.dmin = bk.dmin;
+    memcpy(b5k.scales, bk.scales, 12);
+    memcpy(b5k.qs, bk.qs, 128);
+    for (int l = 0; l < 32; l++)
+        b5k.qh[l] = (uint8_t)(l * 7);
+    kernels_dequantize_row(KERNELS_Q5_K, &b5k, y, QK_K);
+    for (int e = 0; e < QK_K; e++) {
+        int j = e / 32, l = e % 32, byte = 32 * (j / 2) + l;
+        int q = j % 2 == 0 ? byte % 16 : 15 - byte % 16;
+        q += ((b5k.qh[l] >> j) & 1) * 16;
+        assert_true(y[e] == 1.0f * sc[j] * q - 0.5f * mn[j]);
+    }
+
+    /* Q6_K: build from wanted 6-bit values v[e] = (e * 5) % 64 following the format:
+     * for half h and l < 32: ql[64h + l] = v0 lo | v2 lo << 4, ql[64h + 32 + l] =
+     * v1 lo | v3 lo << 4, qh[32h + l] = v0 hi | v1 hi << 2 | v2 hi << 4 | v3 hi << 6,
+     * where vk = v[128h + 32k + l]. Scale of element e: scales[e / 16]. */
+    struct block_q6_K b6;
+    memset(&b6, 0, sizeof b6);
+    set_fp16(&b6.d, 0.125f);
+    int v[QK_K];
+    for (int e = 0; e < QK_K; e++)
+        v[e] = (e * 5) % 64;
+    for (int g = 0; g < 16; g++)
+        b6.scales[g] = (int8_t)(g % 2 ? -3 * g : 2 * g + 1);
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            int *vv = v + 128 * h + l;
+            b6.ql[64 * h + l] = (uint8_t)((vv[0] & 15) | ((vv[64] & 15) << 4));
+            b6.ql[64 * h + 32 + l] = (uint8_t)((vv[32] & 15) | ((vv[96] & 15) << 4));
+            b6.qh[32 * h + l] = (uint8_t)((vv[0] >> 4) | ((vv[32] >> 4) << 2) |
+                                          ((vv[64] >> 4) << 4) | ((vv[96] >> 4) << 6));
+        }
+    kernels_dequantize_row(KERNELS_Q6_K, &b6, y, QK_K);
+    for (int e = 0; e < QK_K; e++)
+        assert_true(y[e] == 0.125f * b6.scales[e / 16] * (v[e] - 32));
+}
+
+/* ======================================================================== quantize */
+
+static void test_quantize_roundtrip(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static float x[N], y[N];
+    static uint8_t q[N * 4];
+    fill(x, N, 0.7f);
+    x[5] = 0; /* and a zero block */
+    for (int i = 256; i < 512; i++)
+        x[i] = 0;
+    double sx2 = 0;
+    for (int i = 0; i < N; i++)
+        sx2 += (double)x[i] * x[i];
+    double rms = sqrt(sx2 / N);
+    /* relative RMSE bounds: about 1.5x of what ggml's reference quantizers reach on
+     * gaussian data (q4_0 ~0.10, q5_0 ~0.05, q4_K ~0.075, q5_K ~0.037, q6_K ~0.018) */
+    static const struct {
+        enum kernels_type t;
+        double max_rel_rmse;
+    } cases[] = {
+        {KERNELS_F16, 0.0005},  {KERNELS_BF16, 0.004},  {KERNELS_Q8_0, 0.006},
+        {KERNELS_Q4_0, 0.14},   {KERNELS_Q5_0, 0.07},   {KERNELS_Q4_K, 0.11},
+        {KERNELS_Q5_K, 0.055},  {KERNELS_Q6_K, 0.027},  {KERNELS_Q8_K, 0.008},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        enum kernels_type t = cases[c].t;
+        assert_int_equal(kernels_quantize_row(t, x, q, N), 0);
+        kernels_dequantize_row(t, q, y, N);
+        double se = 0;
+        for (int i = 0; i < N; i++)
+            se += (double)(x[i] - y[i]) * (x[i] - y[i]);
+        double rel = sqrt(se / N) / rms;
+        fprintf(stderr, "  roundtrip %-5s rel rmse %.5f (bound %.4f)\n", kernels_type_name(t),
+                rel, cases[c].max_rel_rmse);
+        assert_true(rel <= cases[c].max_rel_rmse);
+        for (int i = 256; i < 512; i++) /* zero block stays exactly zero */
+            assert_true(y[i] == 0.0f);
+    }
+    /* Q8_0 weights: every element within d/2 of the input (round to nearest) plus the
+     * fp16 rounding of d (relative 2^-11) times |q| <= 127 */
+    kernels_quantize_row(KERNELS_Q8_0, x, q, N);
+    kernels_dequantize_row(KERNELS_Q8_0, q, y, N);
+    for (int i = 0; i < N; i++) {
+        float d = kernels_fp16_to_f32(((struct block_q8_0 *)q)[i / 32].d);
+        assert_true(fabsf(x[i] - y[i]) <= d * (0.5f + 127.0f / 2048.0f) + 1e-7f);
+    }
+    /* bad length */
+    assert_int_equal(kernels_quantize_row(KERNELS_Q4_K, x, q, 100), ERR_INVALID);
+    assert_int_equal(kernels_quantize_row((enum kernels_type)3, x, q, 32), ERR_UNSUPPORTED);
+}
+
+static void test_activation_rounding(void **state)
+{
+    (void)state;
+    /* Q8_0 activations: amax 127 -> factor exactly 1; halves round to even */
+    float x[QK_K];
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)j - 16.5f;
+    x[0] = -127.0f;
+    struct block_q8_0 a;
+    assert_int_equal(kernels_quantize_act(KERNELS_Q8_0, x, 32, 1, &a), 0);
+    assert_true(kernels_fp16_to_f32(a.d) == kernels_fp16_to_f32(kernels_f32_to_fp16(1.0f)));
+    assert_int_equal(a.qs[0], -127);
+    for (int j = 1; j < 32; j++)
+        assert_int_equal(a.qs[j], (int)lrintf((float)j - 16.5f)); /* -15.5 -> -16, ... */
+    assert_int_equal(a.qs[1], -16);
+    assert_int_equal(a.qs[2], -14);
+
+    /* Q8_K: the signed extreme (negative here) maps to -127 via scale -max/127 */
+    for (int j = 0; j < QK_K; j++)
+        x[j] = (float)(j % 50) * 0.1f;
+    x[77] = -10.0f;
+    struct block_q8_K k;
+    assert_int_equal(kernels_quantize_act(KERNELS_Q4_K, x, QK_K, 1, &k), 0);
+    assert_true(k.d == 1.0f / (-127.0f / -10.0f));
+    assert_int_equal(k.qs[77], -127);
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int l = 0; l < 16; l++)
+            s += k.qs[16 * g + l];
+        assert_int_equal(k.bsums[g], s);
+    }
+    for (int j = 0; j < QK_K; j++)
+        assert_int_equal(k.qs[j], j == 77 ? -127 : (int)lrintf(x[j] * (-127.0f / -10.0f)));
+}
+
+/* ======================================================================== dots */
+
+struct mat {
+    enum kernels_type t;
+    int rows, cols;
+    uint8_t *data;
+    float *deq; /* [rows][cols] dequantized */
+};
+
+static void mat_make(struct mat *m, enum kernels_type t, int rows, int cols)
+{
+    m->t = t, m->rows = rows, m->cols = cols;
+    size_t rb = kernels_row_bytes(t, cols);
+    m->data = malloc(rb * (size_t)rows);
+    m->deq = malloc(sizeof(float) * (size_t)rows * (size_t)cols);
+    float *tmp = malloc(sizeof(float) * (size_t)cols);
+    assert_non_null(m->data);
+    for (int r = 0; r < rows; r++) {
+        fill(tmp, cols, 0.5f + 0.1f * (float)(r % 5));
+        kernels_init(KERNELS_ISA_REF);
+        assert_int_equal(kernels_quantize_row(t, tmp, m->data + rb * (size_t)r, cols), 0);
+        kernels_dequantize_row(t, m->data + rb * (size_t)r, m->deq + (size_t)r * cols, cols);
+    }
+    free(tmp);
+}
+
+static void mat_free(struct mat *m)
+{
+    free(m->data);
+    free(m->deq);
+}
+
+/* |a - b| <= tol * mag, with mag = sum |w x| over the row (floor 1e-30) */
+static void check_close(float a, float b, double mag, double tol, const char *what,
+                        enum kernels_type t, int cols, int tok, int row)
+{
+    double err = fabs((double)a - (double)b);
+    if (err > tol * (mag + 1e-30)) {
+        fprintf(stderr, "%s %s cols=%d tok=%d row=%d: %.9g vs %.9g (err %.3g, mag %.3g)\n",
+                what, kernels_type_name(t), cols, tok, row, a, b, err, mag);
+        fail();
+    }
+}
+
+/* Runs both matrix paths on every ISA and checks: the reference equals the float64 dot of
+ * the dequantized operands; each SIMD ISA equals the reference; the quantized-activation
+ * path stays near the float path. */
+static void check_matmul(enum kernels_type t, int rows, int cols, int n_tok,
+                         const enum kernels_isa *isas, int n_isa)
+{
+    struct mat m;
+    mat_make(&m, t, rows, cols);
+    struct kernels_tensor_view W = {t, m.data, rows, cols, kernels_row_bytes(t, cols)};
+    float *x = malloc(sizeof(float) * (size_t)n_tok * cols);
+    fill(x, (int64_t)n_tok * cols, 1.0f);
+    size_t ab = kernels_act_bytes(t, cols, n_tok);
+    void *act = malloc(ab);
+    float *xa = malloc(sizeof(float) * (size_t)n_tok * cols); /* dequantized activations */
+    size_t ny = (size_t)n_tok * rows;
+    float *yf = malloc(ny * 4), *yq = malloc(ny * 4), *ys = malloc(ny * 4);
+
+    kernels_init(KERNELS_ISA_REF);
+    assert_int_equal(kernels_quantize_act(t, x, cols, n_tok, act), 0);
+    enum kernels_type at = kernels_act_type(t);
+    size_t arb = kernels_row_bytes(at, cols);
+    for (int k = 0; k < n_tok; k++)
+        kernels_dequantize_row(at, (char *)act + arb * (size_t)k, xa + (size_t)k * cols, cols);
+    assert_int_equal(kernels_matmul(&W, x, yf, n_tok, 0, rows), 0);
+    assert_int_equal(kernels_matmul_q(&W, act, yq, n_tok, 0, rows), 0);
+
+    for (int k = 0; k < n_tok; k++)
+        for (int r = 0; r < rows; r++) {
+            const float *w = m.deq + (size_t)r * cols;
+            const float *xk = x + (size_t)k * cols, *xq = xa + (size_t)k * cols;
+            double ef = 0, eq = 0, magf = 0, magq = 0;
+            for (int c = 0; c < cols; c++) {
+                ef += (double)w[c] * xk[c];
+                eq += (double)w[c] * xq[c];
+                magf += fabs((double)w[c] * xk[c]);
+                magq += fabs((double)w[c] * xq[c]);
+            }
+            size_t o = (size_t)k * rows + r;
+            check_close(yf[o], (float)ef, magf, TOL_VS_EXACT, "ref float path", t, cols, k, r);
+            check_close(yq[o], (float)eq, magq, TOL_VS_EXACT, "ref quant path", t, cols, k, r);
+            check_close(yq[o], yf[o], magf, TOL_ACT_ROUNDING, "quant vs float", t, cols, k, r);
+        }
+
+    for (int s = 0; s < n_isa; s++) {
+        assert_int_equal(kernels_init(isas[s]), 0);
+        for (int path = 0; path < 2; path++) {
+            for (size_t i = 0; i < ny; i++)
+                ys[i] = NAN;
+            int rc = path ? kernels_matmul_q(&W, act, ys, n_tok, 0, rows)
+                          : kernels_matmul(&W, x, ys, n_tok, 0, rows);
+            assert_int_equal(rc, 0);
+            for (int k = 0; k < n_tok; k++)
+                for (int r = 0; r < rows; r++) {
+                    const float *w = m.deq + (size_t)r * cols;
+                    const float *xk = (path ? xa : x) + (size_t)k * cols;
+                    double mag = 0;
+                    for (int c = 0; c < cols; c++)
+                        mag += fabs((double)w[c] * xk[c]);
+                    size_t o = (size_t)k * rows + r;
+                    check_close(ys[o], path ? yq[o] : yf[o], mag, TOL_SUM_ORDER,
+                                path ? "simd quant path" : "simd float path", t, cols, k, r);
+                }
+        }
+    }
+    kernels_init(KERNELS_ISA_REF);
+    free(x), free(act), free(xa), free(yf), free(yq), free(ys);
+    mat_free(&m);
+}
+
+static void test_matmul_all_types(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    fprintf(stderr, "  SIMD ISAs tested against ref: %d\n", n_isa);
+    static const int toks[] = {1, 2, 3, 4, 5, 7, 9};
+    for (int ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        enum kernels_type t = weight_types[ti];
+        int qk = kernels_block_size(t);
+        /* column counts: 1..8 blocks for quantized types, odd lengths for float types */
+        int cols_list[] = {qk, 2 * qk, 3 * qk, 8 * qk};
+        int cols_float[] = {1, 7, 15, 16, 17, 33, 250, 1031};
+        int n_cols = qk > 1 ? 4 : 8;
+        for (int ci = 0; ci < n_cols; ci++) {
+            int cols = qk > 1 ? cols_list[ci] : cols_float[ci];
+            int n_tok = toks[(ci + ti) % 7];
+            check_matmul(t, 5, cols, n_tok, isas, n_isa);
+        }
+        check_matmul(t, 3, qk > 1 ? 4 * qk : 96, 9, isas, n_isa); /* two token groups + 1 */
+    }
+}
+
+static void test_matmul_row_range_and_errors(void **state)
+{
+    (void)state;
+    enum { ROWS = 9, COLS = 256, NT = 3 };
+    struct mat m;
+    mat_make(&m, KERNELS_Q4_K, ROWS, COLS);
+    struct kernels_tensor_view W = {KERNELS_Q4_K, m.data, ROWS, COLS,
+                                    kernels_row_bytes(KERNELS_Q4_K, COLS)};
+    float x[NT * COLS], yall[NT * ROWS], y[NT * ROWS];
+    fill(x, NT * COLS, 1.0f);
+    kernels_init(KERNELS_ISA_AUTO);
+    assert_int_equal(kernels_matmul(&W, x, yall, NT, 0, ROWS), 0);
+    for (int i = 0; i < NT * ROWS; i++)
+        y[i] = -12345.0f;
+    /* two "threads" computing disjoint ranges give the whole product, untouched elsewhere */
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 2, 5), 0);
+    for (int t = 0; t < NT; t++)
+        for (int r = 0; r < ROWS; r++) {
+            if (r >= 2 && r < 5)
+                assert_true(y[t * ROWS + r] == yall[t * ROWS + r]);
+            else
+                assert_true(y[t * ROWS + r] == -12345.0f);
+        }
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 5, ROWS), 0);
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 0, 2), 0);
+    assert_memory_equal(y, yall, sizeof y);
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 4, 3), ERR_INVALID);
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 0, ROWS + 1), ERR_INVALID);
+    assert_int_equal(kernels_matmul(&W, x, y, -1, 0, 1), ERR_INVALID);
+    W.cols = 100;
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 0, 1), ERR_INVALID);
+    W.cols = COLS;
+    W.type = KERNELS_Q8_K;
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 0, 1), ERR_UNSUPPORTED);
+    W.type = (enum kernels_type)3;
+    assert_int_equal(kernels_matmul(&W, x, y, NT, 0, 1), ERR_UNSUPPORTED);
+    kernels_init(KERNELS_ISA_REF);
+    mat_free(&m);
+}
+
+static void test_dispatch(void **state)
+{
+    (void)state;
+    assert_int_equal(kernels_init(KERNELS_ISA_REF), 0);
+    assert_string_equal(kernels_isa_name(), "ref");
+    assert_int_equal(kernels_init(KERNELS_ISA_AUTO), 0);
+    fprintf(stderr, "  auto ISA: %s\n", kernels_isa_name());
+    assert_int_equal(kernels_init((enum kernels_isa)77), ERR_UNSUPPORTED);
+    assert_string_equal(kernels_isa_name(), "ref");
+    kernels_init(KERNELS_ISA_REF);
+}
+
+/* ======================================================================== vector ops */
+
+static void test_vector_ops(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    static const int sizes[] = {1, 3, 8, 15, 17, 64, 1000, 4097};
+    for (int si = 0; si < 8; si++) {
+        int n = sizes[si];
+        float *x = malloc(4 * (size_t)n), *w = malloc(4 * (size_t)n), *u = malloc(4 * (size_t)n);
+        float *y = malloc(4 * (size_t)n), *z = malloc(4 * (size_t)n);
+        fill(x, n, 2.0f);
+        fill(w, n, 1.0f);
+        fill(u, n, 1.0f);
+        for (int s = -1; s < n_isa; s++) {
+            kernels_init(s < 0 ? KERNELS_ISA_REF : isas[s]);
+            /* rmsnorm */
+            double ss = 0;
+            for (int i = 0; i < n; i++)
+                ss += (double)x[i] * x[i];
+            double sc = 1.0 / sqrt(ss / n + 1e-6);
+            kernels_rmsnorm(y, x, w, n, 1e-6f);
+            for (int i = 0; i < n; i++)
+                assert_true(fabs(y[i] - x[i] * sc * w[i]) <= 1e-5 * (fabs(x[i] * sc * w[i]) + 1e-3));
+            /* softmax */
+            memcpy(y, x, 4 * (size_t)n);
+            kernels_softmax(y, n);
+            double mx = x[0], sum = 0, tot = 0;
+            for (int i = 1; i < n; i++)
+                mx = fmax(mx, x[i]);
+            for (int i = 0; i < n; i++)
+                sum += exp(x[i] - mx);
+            for (int i = 0; i < n; i++) {
+                assert_true(fabs(y[i] - exp(x[i] - mx) / sum) <= 1e-6 + 1e-5 * y[i]);
+                tot += y[i];
+            }
+            assert_true(fabs(tot - 1.0) < 1e-5);
+            /* swiglu */
+            kernels_swiglu(y, x, u, n);
+            for (int i = 0; i < n; i++) {
+                double e = x[i] / (1.0 + exp(-x[i])) * u[i];
+                assert_true(fabs(y[i] - e) <= 1e-5 * (fabs(e) + 1e-3));
+            }
+            /* add, scale: exact */
+            kernels_add(y, x, w, n);
+            for (int i = 0; i < n; i++)
+                assert_true(y[i] == x[i] + w[i]);
+            memcpy(z, x, 4 * (size_t)n);
+            kernels_scale(z, 0.37f, n);
+            for (int i = 0; i < n; i++)
+                assert_true(z[i] == x[i] * 0.37f);
+        }
+        free(x), free(w), free(u), free(y), free(z);
+    }
+    kernels_init(KERNELS_ISA_REF);
+}
+
+static void test_rope(void **state)
+{
+    (void)state;
+    enum { HD = 16, NH = 2 };
+    float x[NH * HD], y[NH * HD], ff[HD / 2];
+    for (int i = 0; i < HD / 2; i++)
+        ff[i] = 1.0f + 0.5f * i;
+    for (int neox = 0; neox < 2; neox++)
+        for (int use_ff = 0; use_ff < 2; use_ff++) {
+            struct kernels_rope r = {.n_rot = 12, .neox = neox, .freq_base = 10000.0f,
+                                     .freq_scale = 1.0f, .attn_factor = 1.0f,
+                                     .freq_factors = use_ff ? ff : NULL};
+            fill(x, NH * HD, 1.0f);
+            memcpy(y, x, sizeof x);
+            assert_int_equal(kernels_rope_apply(&r, y, NH, HD, 0), 0);
+            for (int i = 0; i < NH * HD; i++) /* position 0 is the identity */
+                assert_true(fabsf(y[i] - x[i]) <= 1e-7f);
+            memcpy(y, x, sizeof x);
+            int64_t pos = 37;
+            assert_int_equal(kernels_rope_apply(&r, y, NH, HD, pos), 0);
+            for (int h = 0; h < NH; h++) {
+                const float *a = x + h * HD, *b = y + h * HD;
+                for (int i = 0; i < 6; i++) {
+                    double th = pos * pow(10000.0, -2.0 * i / 12) / (use_ff ? ff[i] : 1.0);
+                    int i0 = neox ? i : 2 * i, i1 = neox ? i + 6 : 2 * i + 1;
+                    double e0 = a[i0] * cos(th) - a[i1] * sin(th);
+                    double e1 = a[i0] * sin(th) + a[i1] * cos(th);
+                    assert_true(fabs(b[i0] - e0) < 1e-4 && fabs(b[i1] - e1) < 1e-4);
+                }
+                for (int i = 12; i < HD; i++) /* beyond n_rot: unchanged */
+                    assert_true(b[i] == a[i]);
+            }
+        }
+    /* YaRN: attn_factor scales, ext_factor 0 keeps plain rope */
+    struct kernels_rope r = {.n_rot = 16, .freq_base = 10000.0f, .freq_scale = 0.25f,
+                             .attn_factor = 2.0f, .ext_factor = 1.0f, .beta_fast = 32.0f,
+                             .beta_slow = 1.0f, .n_ctx_orig = 4096};
+    fill(x, HD, 1.0f);
+    memcpy(y, x, sizeof(float) * HD);
+    assert_int_equal(kernels_rope_apply(&r, y, 1, HD, 0), 0);
+    float ms = 2.0f * (1.0f + 0.1f * logf(4.0f));
+    for (int i = 0; i < HD; i++)
+        assert_true(fabsf(y[i] - x[i] * ms) <= 1e-5f * fabsf(x[i] * ms) + 1e-7f);
+    r.n_rot = 7;
+    assert_int_equal(kernels_rope_apply(&r, y, 1, HD, 0), ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes_and_names),
+        cmocka_unit_test(test_fp16_conversion),
+        cmocka_unit_test(test_hand_built_blocks),
+        cmocka_unit_test(test_quantize_roundtrip),
+        cmocka_unit_test(test_activation_rounding),
+        cmocka_unit_test(test_matmul_all_types),
+        cmocka_unit_test(test_matmul_row_range_and_errors),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_vector_ops),
+        cmocka_unit_test(test_rope),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
