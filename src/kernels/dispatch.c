@@ -3,6 +3,9 @@
  * drivers (matrix products over a row range, rope) that call the table's kernels.
  */
 #include <math.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <string.h>
 
 #include "base/err.h"
@@ -15,9 +18,12 @@ static int g_ready;
 static int cpu_has_avx2(void)
 {
 #if defined(__x86_64__)
+    /* F16C is CPUID.1:ECX bit 29; clang's __builtin_cpu_supports cannot name it. */
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29)))
+        return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif

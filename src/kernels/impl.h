@@ -16,6 +16,13 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
+/* Loop-unroll hint; gcc and clang spell it differently. */
+#if defined(__clang__)
+#define KERNELS_UNROLL8 _Pragma("clang loop unroll_count(8)")
+#else
+#define KERNELS_UNROLL8 _Pragma("GCC unroll 8")
+#endif
+
 #define KERNELS_NX 4
 #define KERNELS_NTYPES 31
 

@@ -12,8 +12,12 @@
  */
 #if defined(__x86_64__)
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 #include <immintrin.h>
 #include <string.h>
@@ -191,7 +195,7 @@ static inline void dot_q_k_asym(int five, const void *w, const void *x, size_t x
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
+KERNELS_UNROLL8
             for (int j = 0; j < 8; j++) {
                 __m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j));
                 __m256i p16 = _mm256_maddubs_epi16(q[j], yv);
@@ -254,7 +258,7 @@ static void avx2_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, in
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
+KERNELS_UNROLL8
             for (int c = 0; c < 8; c++) {
                 __m256i yv = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
                 __m256i p16 = _mm256_maddubs_epi16(q[c], yv);
@@ -349,12 +353,6 @@ static void avx2_dot_q_bf16(const void *w, const void *x, size_t xs, int n_x, in
 }
 
 /* ======================================================================== float x, quantized w */
-
-/* 8 unsigned bytes -> 8 floats */
-static inline __m256 u8x8(const uint8_t *p)
-{
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
 
 /* Dequantizers writing exactly ref.c's float values into buf. */
 static void deq_q8_0(const void *v, float *buf)
@@ -548,7 +546,11 @@ void kernels_avx2_fill(struct kernels_table *t)
     t->scale = avx2_scale;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #else
 typedef int kernels_x86_avx2_unused; /* ISO C forbids an empty translation unit */

@@ -11,8 +11,12 @@
  */
 #if defined(__x86_64__)
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")
+#endif
 
 #include <immintrin.h>
 #include <string.h>
@@ -104,7 +108,11 @@ void kernels_avx512_fill(struct kernels_table *t)
     t->dot_q[KERNELS_Q5_0] = avx512_dot_q_q5_0;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #else
 typedef int kernels_x86_avx512_unused; /* ISO C forbids an empty translation unit */
