@@ -5,9 +5,12 @@
  * Split regexes run on PCRE2 (UTF + UCP, JIT). An unsupported model or pre is an
  * error naming it, never a silent fallback.
  *
- * Special tokens (control / user-defined tokens such as <｜User｜>) are matched in
- * the input text only with TOKENIZER_PARSE_SPECIAL; otherwise their text is
- * tokenized as plain text, so user input cannot inject control tokens.
+ * Special tokens (control / unknown tokens such as <｜User｜>) are matched in the
+ * input text only with TOKENIZER_PARSE_SPECIAL; otherwise their text is tokenized
+ * as plain text, so user input cannot inject control tokens. USER_DEFINED tokens
+ * ("added words" that are not special, e.g. deepseek-coder's "õ") are matched
+ * always, as Hugging Face and llama.cpp do. Matching follows llama.cpp: longest
+ * token text first, each at its leftmost non-overlapping occurrences.
  *
  * Detokenization through tokenizer_detok_* never emits a partial UTF-8 character:
  * bytes of an incomplete character are held until the rest arrives.
@@ -64,7 +67,10 @@ enum tokenizer_token_type tokenizer_token_type(const struct tokenizer *t, int32_
 int32_t tokenizer_find(const struct tokenizer *t, const char *text);
 
 /* Encodes len bytes of text. *ids is malloc'ed (caller frees) and *n_ids set; on
- * error *ids is NULL. Invalid UTF-8 in the input is tokenized byte by byte. */
+ * error *ids is NULL. Invalid UTF-8 in the input is tokenized byte by byte (each
+ * such byte is its byte token; llama.cpp would turn it into U+FFFD), so
+ * decode(encode(x)) == x for valid UTF-8, and for invalid bytes too except where a
+ * vocabulary gives the byte's character to a user-defined token. */
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
                      int32_t **ids, size_t *n_ids, struct err *err);
 
@@ -84,11 +90,14 @@ struct tokenizer_detok {
 };
 void tokenizer_detok_init(struct tokenizer_detok *d);
 /* Appends the piece of `id` and writes to buf (cap bytes) everything that is now
- * complete; returns the number of bytes written (or needed, if > cap). A byte that
- * can never start or continue a valid character is emitted as U+FFFD. */
+ * complete; returns the number of bytes written (or needed, if > cap: then nothing
+ * is consumed and the caller pushes the same id again with a bigger buffer). A byte
+ * that can never start or continue a valid character, or a character cut short, is
+ * emitted as one U+FFFD. An invalid id adds nothing. */
 size_t tokenizer_detok_push(const struct tokenizer *t, struct tokenizer_detok *d, int32_t id,
                             char *buf, size_t cap);
-/* Flushes what remains at end of stream (an unfinished character becomes U+FFFD). */
+/* Flushes what remains at end of stream (an unfinished character becomes U+FFFD;
+ * needs cap >= 3, else returns 3 and keeps it). */
 size_t tokenizer_detok_flush(struct tokenizer_detok *d, char *buf, size_t cap);
 
 #endif
