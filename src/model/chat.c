@@ -58,6 +58,14 @@ int chat_template_from_name(const char *name, enum chat_template *out, struct er
                    name ? name : "(null)");
 }
 
+int chat_template_choose(const char *name, const char *gguf_template, enum chat_template *out,
+                         struct err *err)
+{
+    if (name && name[0])
+        return chat_template_from_name(name, out, err);
+    return chat_template_detect(gguf_template, out, err);
+}
+
 /*
  * Detection looks for the distinctive pieces of each template text rather than whole
  * strings, so that whitespace-control variants ({%- -%}) and the tool-call fixes of
@@ -111,6 +119,9 @@ struct sbuf {
     char *p;
     size_t len, cap;
     bool oom; /* sticky: later appends are no-ops, checked once at the end */
+    bool want_spans;
+    struct chat_span *spans; /* where message contents landed, when want_spans */
+    size_t n_spans, cap_spans;
 };
 
 static void sbuf_put(struct sbuf *b, const char *s, size_t n)
@@ -142,6 +153,26 @@ static void sbuf_puts(struct sbuf *b, const char *s)
     sbuf_put(b, s, strlen(s));
 }
 
+/* Appends message content (caller-supplied text) and records its byte range, so the
+ * tokenizer can refuse to match control tokens inside it. */
+static void sbuf_content(struct sbuf *b, const char *s)
+{
+    size_t off = b->len, n = strlen(s);
+    sbuf_put(b, s, n);
+    if (b->oom || !b->want_spans || n == 0) return;
+    if (b->n_spans == b->cap_spans) {
+        size_t cap = b->cap_spans ? 2 * b->cap_spans : 8;
+        struct chat_span *p = realloc(b->spans, cap * sizeof *p);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->spans = p;
+        b->cap_spans = cap;
+    }
+    b->spans[b->n_spans++] = (struct chat_span){off, n};
+}
+
 /* ---- rendering -------------------------------------------------------------------- */
 
 /* Jinja's content.split('</think>')[-1]: the text after the last </think>, or all. */
@@ -165,20 +196,20 @@ static void render_user_assistant(const struct family *f, const struct chat_mess
         last_system = msgs[i].content;
         if (!f->join_systems) continue;
         if (!first_system) sbuf_puts(b, "\n\n");
-        sbuf_puts(b, msgs[i].content);
+        sbuf_content(b, msgs[i].content);
         first_system = false;
     }
-    if (!f->join_systems && last_system) sbuf_puts(b, last_system);
+    if (!f->join_systems && last_system) sbuf_content(b, last_system);
 
     for (size_t i = 0; i < n; i++) {
         const char *c = msgs[i].content;
         bool open = opts->continue_final && i + 1 == n;
         if (msgs[i].role == CHAT_ROLE_USER) {
             sbuf_puts(b, TOK_USER);
-            sbuf_puts(b, c);
+            sbuf_content(b, c);
         } else if (msgs[i].role == CHAT_ROLE_ASSISTANT) {
             sbuf_puts(b, TOK_ASSISTANT);
-            sbuf_puts(b, f->strip_think && !open ? after_last_think_end(c) : c);
+            sbuf_content(b, f->strip_think && !open ? after_last_think_end(c) : c);
             if (!open) sbuf_puts(b, TOK_EOS);
         }
     }
@@ -193,16 +224,16 @@ static void render_llm(const struct chat_message *msgs, size_t n,
         switch (msgs[i].role) {
         case CHAT_ROLE_USER:
             sbuf_puts(b, "User: ");
-            sbuf_puts(b, c);
+            sbuf_content(b, c);
             sbuf_puts(b, "\n\n");
             break;
         case CHAT_ROLE_ASSISTANT:
             sbuf_puts(b, "Assistant: ");
-            sbuf_puts(b, c);
+            sbuf_content(b, c);
             if (!(opts->continue_final && i + 1 == n)) sbuf_puts(b, opts->eos);
             break;
         case CHAT_ROLE_SYSTEM:
-            sbuf_puts(b, c);
+            sbuf_content(b, c);
             sbuf_puts(b, "\n\n");
             break;
         }
@@ -234,13 +265,24 @@ static int check_args(enum chat_template t, const struct chat_message *msgs, siz
 int chat_render(enum chat_template t, const struct chat_message *msgs, size_t n,
                 const struct chat_render_opts *opts, char **out, size_t *out_len, struct err *err)
 {
+    return chat_render_spans(t, msgs, n, opts, out, out_len, NULL, NULL, err);
+}
+
+int chat_render_spans(enum chat_template t, const struct chat_message *msgs, size_t n,
+                      const struct chat_render_opts *opts, char **out, size_t *out_len,
+                      struct chat_span **spans, size_t *n_spans, struct err *err)
+{
     if (!out) return err_set(err, ERR_INVALID, "chat_render: out is NULL");
     *out = NULL;
     if (out_len) *out_len = 0;
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
+    if (!spans != !n_spans)
+        return err_set(err, ERR_INVALID, "chat_render: spans and n_spans go together");
     int rc = check_args(t, msgs, n, opts, err);
     if (rc < 0) return rc;
 
-    struct sbuf b = {0};
+    struct sbuf b = {.want_spans = spans != NULL};
     sbuf_put(&b, "", 0); /* an empty conversation still yields "" */
     sbuf_puts(&b, opts->bos ? opts->bos : "");
     if (t == CHAT_TEMPLATE_DEEPSEEK_LLM)
@@ -250,9 +292,14 @@ int chat_render(enum chat_template t, const struct chat_message *msgs, size_t n,
     if (opts->add_generation_prompt && !opts->continue_final) sbuf_puts(&b, families[t].gen);
     if (b.oom) {
         free(b.p);
+        free(b.spans);
         return err_set(err, ERR_NOMEM, "chat_render: out of memory for the prompt");
     }
     *out = b.p;
     if (out_len) *out_len = b.len;
+    if (spans) {
+        *spans = b.spans;
+        *n_spans = b.n_spans;
+    }
     return 0;
 }

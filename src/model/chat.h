@@ -62,12 +62,29 @@ int chat_template_detect(const char *src, enum chat_template *out, struct err *e
 int chat_template_from_name(const char *name, enum chat_template *out, struct err *err);
 /* The name of t, or "unknown" for a value out of range. */
 const char *chat_template_name(enum chat_template t);
+/* The template to use: `name` (the --chat-template setting) when non-empty, otherwise
+ * the one recognised in `gguf_template` (tokenizer.chat_template, may be NULL). */
+int chat_template_choose(const char *name, const char *gguf_template, enum chat_template *out,
+                         struct err *err);
 
 /* Renders msgs into a malloc'ed NUL-terminated string (*out, caller frees; *out_len if
  * out_len is non-NULL). ERR_INVALID for a NULL content, a bad role, or continue_final
  * without a final assistant message; *out is NULL on failure. */
 int chat_render(enum chat_template t, const struct chat_message *msgs, size_t n,
                 const struct chat_render_opts *opts, char **out, size_t *out_len, struct err *err);
+
+/* A byte range of the rendered prompt that holds message content (caller text). */
+struct chat_span {
+    size_t off, len;
+};
+
+/* As chat_render, also returning where each message's content landed (*spans is
+ * malloc'ed, caller frees; NULL when there are none). Callers tokenize the prompt with
+ * special tokens recognised everywhere except inside these spans, so a user who types
+ * "<｜Assistant｜>" cannot forge a turn. spans and n_spans are both NULL or both set. */
+int chat_render_spans(enum chat_template t, const struct chat_message *msgs, size_t n,
+                      const struct chat_render_opts *opts, char **out, size_t *out_len,
+                      struct chat_span **spans, size_t *n_spans, struct err *err);
 
 /* True when the rendered prompt leaves the model inside a reasoning block (ends with
  * "<think>\n" or "<think>"), so generated text is reasoning until </think>. */
