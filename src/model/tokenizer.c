@@ -30,6 +30,10 @@
  * BPE: the merge table maps a pair of token ids to (rank, merged id); a word's
  * symbols merge lowest rank first, leftmost on ties. Words up to SMALL_WORD bytes
  * use a linear scan, longer ones a binary heap, so a long word costs O(n log n).
+ *
+ * Word cache: a word's ids depend on its bytes alone, and text repeats its words, so
+ * each encode call keeps the ids of the short words it has merged (as Hugging Face
+ * `tokenizers` does) and copies them on a repeat instead of merging again.
  */
 #include "model/tokenizer.h"
 
@@ -49,6 +53,8 @@ enum {
 
 #define MAX_REGEX 6
 #define SMALL_WORD 24
+#define CACHE_SLOTS 8192   /* word cache slots (a power of two); emptied when half full */
+#define CACHE_MAX_WORD 48  /* longer words are seldom repeated: not cached */
 
 /* ------------------------------------------------------------------------- */
 /* Pre-tokenizers                                                            */
@@ -790,6 +796,14 @@ struct vec {
     size_t n, cap;
 };
 
+struct cache_slot {
+    uint32_t tag;      /* high bits of the word's hash */
+    uint32_t word_off; /* into cache_bytes */
+    uint32_t ids_off;  /* into cache_ids */
+    uint8_t word_len;  /* 0: free slot (cached words have 2 bytes or more) */
+    uint8_t n_ids;
+};
+
 struct enc {
     const struct tokenizer *t;
     struct vec ids;    /* int32_t */
@@ -797,6 +811,10 @@ struct enc {
     struct vec syms;   /* struct sym */
     struct vec heap;   /* struct bigram */
     struct vec wbuf;   /* char: a word in byte-level text */
+    struct cache_slot *cache; /* [CACHE_SLOTS], allocated on first use */
+    uint32_t cache_used;
+    struct vec cache_bytes;   /* char: the cached words */
+    struct vec cache_ids;     /* int32_t: their ids */
     pcre2_match_data *md;
     struct err *err;
 };
@@ -944,13 +962,10 @@ static int bpe_heap(struct enc *e, struct sym *sy)
     return 0;
 }
 
-static int bpe_word(struct enc *e, const unsigned char *w, size_t n)
+/* BPE of a word of 2 bytes or more, appending its ids. */
+static int bpe_merge_word(struct enc *e, const unsigned char *w, size_t n)
 {
     const struct tokenizer *t = e->t;
-    if (n == 0)
-        return 0;
-    if (n == 1)
-        return push_id(e, t->byte_tok[w[0]]);
     if (n > INT32_MAX / 2)
         return err_set(e->err, ERR_RANGE, "tokenizer: a %zu-byte word is too long", n);
     if (t->pre->ignore_merges) { /* the whole word may be a token of its own */
@@ -986,6 +1001,75 @@ static int bpe_word(struct enc *e, const unsigned char *w, size_t n)
             return rc;
     }
     return 0;
+}
+
+/* The cache slot that holds word w, or the free slot where it would go. */
+static struct cache_slot *cache_find(struct enc *e, const unsigned char *w, size_t n,
+                                     uint32_t *tag)
+{
+    uint64_t h = hash_bytes(w, n);
+    uint32_t i = (uint32_t)h & (CACHE_SLOTS - 1);
+    *tag = (uint32_t)(h >> 32);
+    const char *bytes = e->cache_bytes.p;
+    for (;; i = (i + 1) & (CACHE_SLOTS - 1)) {
+        struct cache_slot *s = &e->cache[i];
+        if (s->word_len == 0 || (s->tag == *tag && s->word_len == n &&
+                                 memcmp(bytes + s->word_off, w, n) == 0))
+            return s;
+    }
+}
+
+/* Remembers the last n_ids ids pushed as the ids of word w in free slot s; when
+ * the cache is half full it is emptied first (s then points into the new table). */
+static int cache_put(struct enc *e, struct cache_slot *s, uint32_t tag,
+                     const unsigned char *w, size_t n, size_t n_ids)
+{
+    if (n_ids > UINT8_MAX)
+        return 0;
+    if (e->cache_used >= CACHE_SLOTS / 2) {
+        memset(e->cache, 0, CACHE_SLOTS * sizeof *e->cache);
+        e->cache_used = 0;
+        e->cache_bytes.n = e->cache_ids.n = 0;
+        s = cache_find(e, w, n, &tag);
+    }
+    if (!vec_reserve(&e->cache_bytes, 1, n) ||
+        !vec_reserve(&e->cache_ids, sizeof(int32_t), n_ids))
+        return err_set(e->err, ERR_NOMEM, "tokenizer: out of memory");
+    *s = (struct cache_slot){tag, (uint32_t)e->cache_bytes.n, (uint32_t)e->cache_ids.n,
+                             (uint8_t)n, (uint8_t)n_ids};
+    memcpy((char *)e->cache_bytes.p + e->cache_bytes.n, w, n);
+    e->cache_bytes.n += n;
+    memcpy((int32_t *)e->cache_ids.p + e->cache_ids.n,
+           (int32_t *)e->ids.p + e->ids.n - n_ids, n_ids * sizeof(int32_t));
+    e->cache_ids.n += n_ids;
+    e->cache_used++;
+    return 0;
+}
+
+/* BPE of one word, through the word cache when it is short. */
+static int bpe_word(struct enc *e, const unsigned char *w, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n == 1)
+        return push_id(e, e->t->byte_tok[w[0]]);
+    if (n > CACHE_MAX_WORD)
+        return bpe_merge_word(e, w, n);
+    if (!e->cache && !(e->cache = calloc(CACHE_SLOTS, sizeof *e->cache)))
+        return err_set(e->err, ERR_NOMEM, "tokenizer: out of memory");
+    uint32_t tag;
+    struct cache_slot *s = cache_find(e, w, n, &tag);
+    if (s->word_len) { /* a repeat: copy its ids */
+        if (!vec_reserve(&e->ids, sizeof(int32_t), s->n_ids))
+            return err_set(e->err, ERR_NOMEM, "tokenizer: out of memory");
+        memcpy((int32_t *)e->ids.p + e->ids.n, (int32_t *)e->cache_ids.p + s->ids_off,
+               s->n_ids * sizeof(int32_t));
+        e->ids.n += s->n_ids;
+        return 0;
+    }
+    size_t before = e->ids.n;
+    int rc = bpe_merge_word(e, w, n);
+    return rc ? rc : cache_put(e, s, tag, w, n, e->ids.n - before);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1292,6 +1376,9 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
     free(e.syms.p);
     free(e.heap.p);
     free(e.wbuf.p);
+    free(e.cache);
+    free(e.cache_bytes.p);
+    free(e.cache_ids.p);
     if (rc) {
         free(e.ids.p);
         return rc;
