@@ -17,6 +17,9 @@ static const struct subcommand subcommands[] = {
     {"tokenize", cli_tokenize, "print the token ids of a text"},
     {"mkmodel", cli_mkmodel, "write a synthetic model of a real shape (random weights)"},
     {"config", cli_config, "print the effective configuration (secrets masked)"},
+    {"wipe", cli_wipe, "overwrite files in place, verify, remove; audited"},
+    {"audit", cli_audit, "verify or show the hash-chained audit log"},
+    {"logs", cli_logs, "logs sanitize FILE...: redact secrets in place"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,107 @@
+/*
+ * wipe: provable deletion of files by overwriting them in place.
+ *
+ * Overwriting erases data only where the filesystem writes the new bytes onto the
+ * same blocks (research/deletion.md §0, measured here: ext4 data=ordered yes; btrfs,
+ * ext4 data=journal, tmpfs no). So a wipe first proves it can work and refuses
+ * otherwise, before a single byte is written:
+ *   - a regular file, not a symlink, with one hard link (other names would keep
+ *     pointing at the zeros and hide that a "deleted" name still exists);
+ *   - on an allowlisted filesystem (ext2/3/4 except data=journal, xfs), never on
+ *     copy-on-write, compressed, log-structured, network or memory filesystems;
+ *   - FIEMAP extents readable and none shared, inline, encoded or unknown;
+ *   - no process holds it open or mapped (/proc/PID/fd and /proc/PID/maps): a
+ *     holder could still read the content after the unlink.
+ * Then: audit "intent" record (fsynced; no record, no wipe), N random passes and a
+ * zero pass over every allocated byte (size rounded up to the block size, plus any
+ * preallocated extents), fdatasync after each, read-back of the last pass through
+ * O_DIRECT compared by SHA-256, FIEMAP again (every old extent must still map to the
+ * same physical blocks), truncate, rename through shorter random names with a
+ * directory fsync after each, unlink, directory fsync, audit "result" record.
+ *
+ * What it does not claim: file names may survive in the ext4 journal; SSD wear
+ * levelling and remapped sectors are out of reach of any file-level tool (use
+ * crypto-erase or a device purge, NIST SP 800-88); backups are not covered.
+ *
+ * Ownership: functions borrow every argument. Threading: any thread, but a wipe of
+ * one path at a time; opts->stop may be set from a signal handler.
+ */
+#ifndef DS_OPS_WIPE_H
+#define DS_OPS_WIPE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/err.h"
+#include "ops/audit.h"
+
+#define WIPE_DEFAULT_PASSES 3
+#define WIPE_MAX_PASSES 35
+
+enum wipe_status {
+    WIPE_OK = 0,        /* overwritten, verified, removed */
+    WIPE_PLANNED,       /* --dry-run: every check passed, nothing written */
+    WIPE_REFUSED,       /* a safety check said no; nothing was modified */
+    WIPE_FAILED,        /* I/O error; the file may be partly overwritten */
+    WIPE_VERIFY_FAILED, /* read-back mismatch or extents moved: data may remain */
+    WIPE_INTERRUPTED,   /* stop was set; the file is partly overwritten */
+    WIPE_AUDIT_FAILED,  /* the intent record could not be written; nothing modified */
+};
+
+/* Progress of the pass in flight, called about every 64 MiB. */
+typedef void (*wipe_progress_fn)(void *ctx, const char *path, int pass, int passes,
+                                 uint64_t done, uint64_t total);
+
+struct wipe_opts {
+    int passes;                  /* random passes, 0..WIPE_MAX_PASSES */
+    bool zero;                   /* a final zero pass */
+    bool recursive;              /* directories: every file, then the directories */
+    bool dry_run;                /* checks and a "plan" record only */
+    volatile sig_atomic_t *stop; /* non-zero: stop after the write in flight (or NULL) */
+    wipe_progress_fn progress;   /* or NULL */
+    void *progress_ctx;
+};
+
+/* A process that has the file open or mapped. */
+struct wipe_holder {
+    int pid;
+    char comm[32];
+    char how[24]; /* "fd 3" or "mmap" */
+};
+
+/* Wipes path (a file, or with opts->recursive a directory tree: every check on
+ * every file passes before anything is touched). Writes audit records to audit.
+ * *status says what happened; err says why when it is not WIPE_OK/WIPE_PLANNED.
+ * Returns 0 when the wipe (or plan) succeeded, a negative ERR_* otherwise. */
+int wipe_path(struct audit *audit, const char *path, const struct wipe_opts *opts,
+              enum wipe_status *status, struct err *err);
+
+/* The filesystem check alone, shared with logs sanitize: 0 when fd's filesystem
+ * overwrites in place, ERR_UNSUPPORTED with the reason and the alternative. */
+int wipe_check_fs(int fd, const char *path, struct err *err);
+
+/* Finds processes other than this one holding (dev, ino) open or mapped: fills up to
+ * max holders, *n gets the count found (may exceed max), *unreadable the processes
+ * whose fd/maps could not be read (not root). 0 or ERR_IO (/proc unreadable). */
+int wipe_find_holders(dev_t dev, ino_t ino, struct wipe_holder *out, size_t max, size_t *n,
+                      size_t *unreadable, struct err *err);
+
+/* The physical layout of a file from FS_IOC_FIEMAP. Opaque. */
+struct wipe_extents;
+/* ERR_UNSUPPORTED when FIEMAP is not available or an extent is shared, inline,
+ * encoded or of unknown location (an overwrite could not be proven in place). */
+int wipe_extents_get(int fd, const char *path, struct wipe_extents **out, struct err *err);
+void wipe_extents_free(struct wipe_extents *x);
+/* True when every block mapped in before is mapped at the same physical place in
+ * after (new extents filling holes are fine: they never held old data). */
+bool wipe_extents_kept(const struct wipe_extents *before, const struct wipe_extents *after);
+/* The end of the last extent in bytes (0 when none). */
+uint64_t wipe_extents_end(const struct wipe_extents *x);
+size_t wipe_extents_count(const struct wipe_extents *x);
+
+/* The word for a status: "ok", "planned", "refused", ... */
+const char *wipe_status_name(enum wipe_status s);
+
+#endif
