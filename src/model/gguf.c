@@ -284,8 +284,8 @@ static int rd_str(struct parser *p, const char *what, const char **s, uint64_t *
 /* Reads a key or tensor name and returns a NUL-terminated copy in *out. */
 static int rd_name(struct parser *p, const char *what, char **out)
 {
-    uint64_t at = p->off, len;
-    const char *s;
+    uint64_t at = p->off, len = 0;
+    const char *s = NULL;
     int rc = rd_str(p, what, &s, &len);
     if (rc)
         return rc;

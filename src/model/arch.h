@@ -1,0 +1,86 @@
+/*
+ * arch: internal to src/model (not for callers elsewhere). The layout of a loaded model
+ * and of a forward context, shared by model.c (loading), forward.c (the context and
+ * batch checks) and the per-architecture forward passes (arch_llama.c).
+ *
+ * Weight views point into the GGUF mapping; shapes are given as [rows][cols], the row
+ * being the input dimension (ggml's ne0).
+ */
+#ifndef DS_MODEL_ARCH_H
+#define DS_MODEL_ARCH_H
+
+#include "base/threadpool.h"
+#include "kernels/kernels.h"
+#include "model/forward.h"
+#include "model/kvcache.h"
+#include "model/model.h"
+
+struct model_layer {
+    const float *attn_norm;          /* [n_embd] */
+    struct kernels_tensor_view wq;   /* [n_head*head_dim][n_embd] */
+    struct kernels_tensor_view wk;   /* [n_head_kv*head_dim][n_embd] */
+    struct kernels_tensor_view wv;   /* [n_head_kv*head_dim][n_embd] */
+    struct kernels_tensor_view wo;   /* [n_embd][n_head*head_dim] */
+    const float *bq, *bk, *bv;       /* [n_head*head_dim], [kv_dim], [kv_dim]; qwen2 only */
+    const float *ffn_norm;           /* [n_embd] */
+    struct kernels_tensor_view gate; /* [n_ff][n_embd] */
+    struct kernels_tensor_view up;   /* [n_ff][n_embd] */
+    struct kernels_tensor_view down; /* [n_embd][n_ff] */
+};
+
+struct model {
+    struct gguf *owned;              /* set by model_open */
+    const struct gguf *g;
+    struct model_hparams hp;
+    struct kernels_tensor_view tok_embd; /* [n_vocab][n_embd] */
+    struct kernels_tensor_view output;   /* [n_vocab][n_embd]; = tok_embd when tied */
+    const float *output_norm;        /* [n_embd] */
+    const float *rope_freqs;         /* [n_rot/2] or NULL */
+    struct model_layer *layers;      /* [n_layer] */
+};
+
+/* Activation slots for FORWARD_MATMUL_QUANT_ACT, one per dot type. */
+enum { ARCH_ACT_F16, ARCH_ACT_BF16, ARCH_ACT_Q8_0, ARCH_ACT_Q8_K, ARCH_ACT_N };
+
+struct forward {
+    const struct model *m;
+    struct forward_params p;
+    struct kvcache *kv;
+    struct threadpool *pool;
+    /* scratch, B = max_batch rows each */
+    float *x;       /* [B][n_embd] residual stream */
+    float *xn;      /* [B][n_embd] normed input of a block */
+    float *q;       /* [B][n_head*head_dim] */
+    float *k;       /* [B][kv_dim] */
+    float *v;       /* [B][kv_dim] */
+    float *att;     /* [B][n_head*head_dim] attention output */
+    float *tmp;     /* [B][n_embd] block output before the residual add */
+    float *gate;    /* [B][n_ff] */
+    float *up;      /* [B][n_ff] */
+    float *logits;  /* [B][n_vocab] */
+    float *scores;  /* [n_threads][n_ctx] attention weights of one head */
+    float *vrow;    /* [n_threads][head_dim] a dequantized V slice */
+    int *tok_out;   /* [B] entry index of each logits row */
+    int *seq_next;  /* [n_seq] batch checks: next position expected in this batch */
+    void *act[ARCH_ACT_N];            /* quantized activations, or NULL if unused */
+    const float *act_src[ARCH_ACT_N]; /* which input each slot holds (NULL: stale) */
+};
+
+/* One matrix product of a batch: y [n_tok][W->rows] = x [n_tok][W->cols] times W. */
+struct arch_mm {
+    const struct kernels_tensor_view *W;
+    const float *x;
+    float *y;
+};
+
+/* Runs n_mm products over n_tok tokens at once on the context's pool, rows split across
+ * threads, in the context's matmul mode (activations of one input are quantized once per
+ * call and shared by the products that read it). */
+int arch_matmul(struct forward *f, const struct arch_mm *mm, int n_mm, int n_tok,
+                struct err *err);
+
+/* The llama / qwen2 forward pass over a checked batch. */
+int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
+                       struct err *err);
+
+#endif

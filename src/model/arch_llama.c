@@ -1,0 +1,178 @@
+/*
+ * arch_llama: the forward pass of the llama and qwen2 architectures (pre-norm
+ * transformer: RMSNorm, rotary attention with grouped KV heads, SwiGLU feed-forward),
+ * over a batch of entries from any number of sequences.
+ *
+ * qwen2 differs from llama only in q/k/v biases and NEOX-style rope (pairs i, i+n_rot/2);
+ * llama rotates adjacent pairs. Both scale attention scores by 1/sqrt(head_dim).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model/arch.h"
+
+/* ---------------------------------------------------------------- attention */
+
+struct att_task {
+    struct forward *f;
+    const struct forward_entry *e;
+    int n_tok, layer;
+    float scale;
+};
+
+/* One (entry, head): softmax(q . K[0..pos] * scale) . V[0..pos] into att. */
+static void attend_head(struct forward *f, const struct forward_entry *e, int t, int h,
+                        int layer, float scale, float *scores, float *vrow)
+{
+    const struct model_hparams *hp = &f->m->hp;
+    int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv), n = e->pos + 1;
+    enum kernels_type kt = kvcache_type(f->kv);
+    size_t rowb = kvcache_row_bytes(f->kv);
+    size_t headb = (size_t)kvh * kernels_row_bytes(kt, hd);
+    const char *K = (const char *)kvcache_k(f->kv, e->seq, layer) + headb;
+    const char *V = (const char *)kvcache_v(f->kv, e->seq, layer) + headb;
+    const float *q = f->q + ((size_t)t * (size_t)hp->n_head + (size_t)h) * (size_t)hd;
+    float *out = f->att + ((size_t)t * (size_t)hp->n_head + (size_t)h) * (size_t)hd;
+
+    for (int j = 0; j < n; j++)
+        scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, hd) * scale;
+    kernels_softmax(scores, n);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int j = 0; j < n; j++) {
+        const float *vr = (const float *)(V + (size_t)j * rowb);
+        if (kt != KERNELS_F32) {
+            kernels_dequantize_row(kt, V + (size_t)j * rowb, vrow, hd);
+            vr = vrow;
+        }
+        float w = scores[j];
+        for (int d = 0; d < hd; d++)
+            out[d] += w * vr[d];
+    }
+}
+
+static void att_worker(void *ctx, int ith, int nth)
+{
+    struct att_task *a = ctx;
+    struct forward *f = a->f;
+    int n_head = f->m->hp.n_head;
+    float *scores = f->scores + (size_t)ith * (size_t)f->p.n_ctx;
+    float *vrow = f->vrow + (size_t)ith * (size_t)f->m->hp.head_dim;
+    long b, end;
+    threadpool_split((long)a->n_tok * n_head, ith, nth, 1, &b, &end);
+    for (long i = b; i < end; i++) {
+        int t = (int)(i / n_head), h = (int)(i % n_head);
+        attend_head(f, &a->e[t], t, h, a->layer, a->scale, scores, vrow);
+    }
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static void rmsnorm_rows(float *y, const float *x, const float *w, int n_tok, int n,
+                         float eps)
+{
+    for (int t = 0; t < n_tok; t++)
+        kernels_rmsnorm(y + (size_t)t * (size_t)n, x + (size_t)t * (size_t)n, w, n, eps);
+}
+
+static void add_bias(float *y, const float *b, int n_tok, int n)
+{
+    if (!b)
+        return;
+    for (int t = 0; t < n_tok; t++)
+        kernels_add(y + (size_t)t * (size_t)n, y + (size_t)t * (size_t)n, b, n);
+}
+
+static struct kernels_rope rope_params(const struct model *m)
+{
+    const struct model_hparams *hp = &m->hp;
+    struct kernels_rope r = {
+        .n_rot = hp->n_rot,
+        .neox = hp->rope_neox,
+        .freq_base = hp->rope_freq_base,
+        .freq_scale = hp->rope_freq_scale,
+        .freq_factors = m->rope_freqs,
+        .ext_factor = hp->rope_yarn ? 1.0f : 0.0f,
+        .attn_factor = 1.0f,
+        .beta_fast = 32.0f,
+        .beta_slow = 1.0f,
+        .n_ctx_orig = hp->rope_yarn ? hp->rope_n_ctx_orig : hp->n_ctx_train,
+    };
+    return r;
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
+                       struct err *err)
+{
+    const struct model *m = f->m;
+    const struct model_hparams *hp = &m->hp;
+    const int E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+    const int Q = hp->n_head * hd, KV = hp->n_head_kv * hd;
+    const struct kernels_rope rope = rope_params(m);
+    int rc;
+
+    /* Token embeddings: one row of token_embd per entry, dequantized. */
+    for (int t = 0; t < n; t++)
+        kernels_dequantize_row(m->tok_embd.type,
+                               (const char *)m->tok_embd.data +
+                                   (size_t)e[t].token * m->tok_embd.row_bytes,
+                               f->x + (size_t)t * (size_t)E, E);
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const struct model_layer *L = &m->layers[il];
+
+        /* Attention: norm, q/k/v projections (+ bias for qwen2). */
+        rmsnorm_rows(f->xn, f->x, L->attn_norm, n, E, hp->rms_eps);
+        struct arch_mm qkv[3] = {{&L->wq, f->xn, f->q}, {&L->wk, f->xn, f->k},
+                                 {&L->wv, f->xn, f->v}};
+        if ((rc = arch_matmul(f, qkv, 3, n, err)))
+            return rc;
+        add_bias(f->q, L->bq, n, Q);
+        add_bias(f->k, L->bk, n, KV);
+        add_bias(f->v, L->bv, n, KV);
+
+        /* Rope on q and k at each entry's position; k and v into the cache. */
+        for (int t = 0; t < n; t++) {
+            float *qt = f->q + (size_t)t * (size_t)Q, *kt = f->k + (size_t)t * (size_t)KV;
+            if (kernels_rope_apply(&rope, qt, hp->n_head, hd, e[t].pos) ||
+                kernels_rope_apply(&rope, kt, hp->n_head_kv, hd, e[t].pos))
+                return err_set(err, ERR_INTERNAL, "forward: rope rejected n_rot %d", hp->n_rot);
+            kvcache_put(f->kv, e[t].seq, il, e[t].pos, kt, f->v + (size_t)t * (size_t)KV);
+        }
+
+        /* Scaled dot-product attention of every (entry, head) over its sequence. */
+        struct att_task at = {f, e, n, il, 1.0f / sqrtf((float)hd)};
+        threadpool_run(f->pool, att_worker, &at);
+
+        /* Output projection and residual. */
+        struct arch_mm o = {&L->wo, f->att, f->tmp};
+        if ((rc = arch_matmul(f, &o, 1, n, err)))
+            return rc;
+        kernels_add(f->x, f->x, f->tmp, (int64_t)n * E);
+
+        /* Feed-forward: norm, silu(gate) * up, down, residual. */
+        rmsnorm_rows(f->xn, f->x, L->ffn_norm, n, E, hp->rms_eps);
+        struct arch_mm gu[2] = {{&L->gate, f->xn, f->gate}, {&L->up, f->xn, f->up}};
+        if ((rc = arch_matmul(f, gu, 2, n, err)))
+            return rc;
+        kernels_swiglu(f->gate, f->gate, f->up, (int64_t)n * F);
+        struct arch_mm d = {&L->down, f->gate, f->tmp};
+        if ((rc = arch_matmul(f, &d, 1, n, err)))
+            return rc;
+        kernels_add(f->x, f->x, f->tmp, (int64_t)n * E);
+    }
+
+    /* Logits only for the entries that asked: gather, final norm, output matrix. */
+    int n_out = 0;
+    for (int t = 0; t < n; t++)
+        if (e[t].want_logits)
+            f->tok_out[n_out++] = t;
+    if (n_out == 0)
+        return 0;
+    for (int i = 0; i < n_out; i++)
+        kernels_rmsnorm(f->xn + (size_t)i * (size_t)E, f->x + (size_t)f->tok_out[i] * (size_t)E,
+                        m->output_norm, E, hp->rms_eps);
+    struct arch_mm out = {&m->output, f->xn, f->logits};
+    return arch_matmul(f, &out, 1, n_out, err);
+}
