@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "model/gguf.h"
 #include "model/shapes.h"
 #include "model/vocab_builtin.h"
@@ -238,34 +239,6 @@ static int mk_resolve(const struct mk_args *a, const struct shapes_model **shape
     return 0;
 }
 
-/* The output must be a writable place: an existing directory to write into, and
- * not itself a directory. Checked first so a bad path fails before any work. */
-static int mk_check_output(const char *out)
-{
-    struct stat st;
-    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "deepseek mkmodel: %s: is a directory\n", out);
-        return 2;
-    }
-    char dir[4096];
-    const char *slash = strrchr(out, '/');
-    size_t n = slash ? (size_t)(slash - out) : 1;
-    if (n >= sizeof dir) {
-        fprintf(stderr, "deepseek mkmodel: %s: path too long\n", out);
-        return 2;
-    }
-    memcpy(dir, slash ? out : ".", n);
-    dir[n ? n : 1] = '\0';
-    if (slash == out)
-        dir[0] = '/';
-    if (access(dir, W_OK) != 0) {
-        fprintf(stderr, "deepseek mkmodel: %s: cannot write in %s: %s\n", out, dir,
-                strerror(errno));
-        return 2;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------- */
 /* Metadata                                                                   */
 
@@ -397,7 +370,8 @@ int cli_mkmodel(int argc, char **argv)
     int rc = mk_parse(argc, argv, &j.args);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (mk_resolve(&j.args, &j.shape, &j.type, &j.ftype) || mk_check_output(j.args.out))
+    if (mk_resolve(&j.args, &j.shape, &j.type, &j.ftype) ||
+        cli_check_output("mkmodel", j.args.out))
         return 2;
     struct gguf *vocab = NULL;
     j.n_vocab = vocab_builtin_n_tokens();
