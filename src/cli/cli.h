@@ -14,6 +14,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_mkmodel(int argc, char **argv);
 int cli_config(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
+int cli_keys(int argc, char **argv);
 int cli_wipe(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_logs(int argc, char **argv);
