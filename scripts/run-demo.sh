@@ -32,7 +32,8 @@ cat <<EOF
  DeepSeek-R1-Distill-Qwen-1.5B) and point the same commands at it:
    $BIN inspect /path/to/model.gguf
    $BIN tokenize -m /path/to/model.gguf "Hello, DeepSeek"
- Benchmark-sized synthetic models: see docs/MODELS.md.
+   $BIN generate -m /path/to/model.gguf --chat -p "Why is the sky blue?"
+ Every command: docs/USAGE.md. Benchmark-sized synthetic models: docs/MODELS.md.
 ================================================================================
 
 EOF
@@ -54,5 +55,13 @@ echo
 printf '$ %s tokenize -m %s "Hello, DeepSeek"\n' "$BIN" "$DEMO"
 "$BIN" tokenize -m "$DEMO" "Hello, DeepSeek"
 echo
-echo "Done. The demo model's tokens are single bytes plus a few merges (\"Ġthe\", \"ing\"),"
+echo "The demo model's tokens are single bytes plus a few merges (\"Ġthe\", \"ing\"),"
 echo "so most characters come out as one token each."
+echo
+
+printf '$ %s generate -m %s -p "Hello, DeepSeek" -n 24 --temp 0\n' "$BIN" "$DEMO"
+echo "(The weights are RANDOM, so the text below is gibberish: this shows the engine"
+echo " running prefill and greedy decoding end to end, not a language model.)"
+"$BIN" generate -m "$DEMO" -p "Hello, DeepSeek" -n 24 --temp 0
+echo
+echo "Done. With a real model: $BIN generate -m /path/to/real.gguf --chat -p \"...\""

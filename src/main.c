@@ -18,10 +18,13 @@ static const struct subcommand subcommands[] = {
     {"mkmodel", cli_mkmodel, "write a synthetic model of a real shape (random weights)"},
     {"config", cli_config, "print the effective configuration (secrets masked)"},
     {"quantize", cli_quantize, "convert a model to q8_0, q4_0, q4_k_m, q5_k_m, q6_k, ..."},
-    {"keys", cli_keys, "keys add|list|remove: API keys of the server (hashed at rest)"},
     {"wipe", cli_wipe, "overwrite files in place, verify, remove; audited"},
     {"audit", cli_audit, "verify or show the hash-chained audit log"},
     {"logs", cli_logs, "logs sanitize FILE...: redact secrets in place"},
+    {"keys", cli_keys, "keys add|list|remove: API keys of the server (hashed at rest)"},
+    {"generate", cli_generate, "generate text from a prompt (streams to stdout)"},
+    {"bench", cli_bench, "measure prompt and generation speed (llama-bench table)"},
+    {"serve", cli_serve, "serve the OpenAI-compatible REST API (docs/API.md)"},
 };
 
 static void usage(FILE *out)

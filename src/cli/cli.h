@@ -14,9 +14,12 @@ int cli_tokenize(int argc, char **argv);
 int cli_mkmodel(int argc, char **argv);
 int cli_config(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
-int cli_keys(int argc, char **argv);
 int cli_wipe(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_logs(int argc, char **argv);
+int cli_keys(int argc, char **argv);
+int cli_generate(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

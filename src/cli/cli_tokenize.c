@@ -1,29 +1,38 @@
 /*
  * cli_tokenize: `deepseek tokenize -m MODEL.gguf [--add-bos] [--parse-special]
- * [--pieces] (TEXT | --file F)`. Prints the token ids on one line, space-separated,
- * or with --pieces one "id<TAB>piece" line per token (piece bytes escaped C-style).
+ * [--chat [--system TEXT] [--chat-template NAME]] [--pieces] (TEXT | --file F)`.
+ * Prints the token ids on one line, space-separated, or with --pieces one
+ * "id<TAB>piece" line per token (piece bytes escaped C-style). --chat shows exactly
+ * what `deepseek generate --chat` feeds the model: TEXT as one user turn of the chat
+ * template, control tokens recognised only outside the message contents.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "engine/generate.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
 
 struct tok_opts {
-    const char *model, *file, *text;
-    bool add_bos, parse_special, pieces;
+    const char *model, *file, *text, *system, *chat_template;
+    bool add_bos, parse_special, pieces, chat;
 };
 
 static void tok_usage(FILE *out)
 {
     fprintf(out,
             "usage: deepseek tokenize -m MODEL.gguf [--add-bos] [--parse-special] [--pieces]\n"
+            "                         [--chat [--system TEXT] [--chat-template NAME]]\n"
             "                         (TEXT | --file FILE)\n"
             "  -m, --model FILE     GGUF file whose tokenizer.* keys are used\n"
             "  --add-bos            prepend the model's BOS token\n"
             "  --parse-special      recognise special-token text such as <｜User｜>\n"
+            "  --chat               TEXT as one user turn of the model's chat template (with\n"
+            "                       the generation prompt); special text in it stays text\n"
+            "  --system TEXT        with --chat: a system message first\n"
+            "  --chat-template NAME with --chat: this template instead of the model's\n"
             "  --pieces             print 'id<TAB>piece' per token instead of the id line\n"
             "  -f, --file FILE      tokenize the bytes of FILE instead of TEXT\n");
 }
@@ -41,6 +50,12 @@ static int tok_parse(int argc, char **argv, struct tok_opts *o)
             o->add_bos = true;
         } else if (!strcmp(a, "--parse-special")) {
             o->parse_special = true;
+        } else if (!strcmp(a, "--chat")) {
+            o->chat = true;
+        } else if (!strcmp(a, "--system") && has_val) {
+            o->system = argv[++i];
+        } else if (!strcmp(a, "--chat-template") && has_val) {
+            o->chat_template = argv[++i];
         } else if (!strcmp(a, "--pieces")) {
             o->pieces = true;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has_val) {
@@ -63,6 +78,15 @@ static int tok_parse(int argc, char **argv, struct tok_opts *o)
     }
     if (!o->text == !o->file) {
         fprintf(stderr, "deepseek tokenize: give exactly one of TEXT or --file FILE\n");
+        return -1;
+    }
+    if ((o->system || o->chat_template) && !o->chat) {
+        fprintf(stderr, "deepseek tokenize: --system and --chat-template need --chat\n");
+        return -1;
+    }
+    if (o->chat && (o->add_bos || o->parse_special)) {
+        fprintf(stderr, "deepseek tokenize: --chat decides BOS and special tokens itself; "
+                "drop --add-bos / --parse-special\n");
         return -1;
     }
     return 0;
@@ -123,6 +147,23 @@ static void tok_print_piece(const struct tokenizer *t, int32_t id)
         free(p);
 }
 
+/* One user turn (after an optional system message) through the chat template. */
+static int tok_chat(const struct tok_opts *o, const struct tokenizer *t, const char *text,
+                    size_t len, int32_t **ids, size_t *n, struct err *err)
+{
+    if (memchr(text, '\0', len))
+        return err_set(err, ERR_INVALID, "--chat: the text contains a NUL byte");
+    char *user = strndup(text, len);
+    if (!user)
+        return err_set(err, ERR_NOMEM, "out of memory");
+    struct chat_message msgs[2] = {{CHAT_ROLE_SYSTEM, o->system}, {CHAT_ROLE_USER, user}};
+    size_t first = o->system ? 0 : 1;
+    int rc = generate_encode_chat(t, o->chat_template ? o->chat_template : "", msgs + first,
+                                  2 - first, ids, n, err);
+    free(user);
+    return rc;
+}
+
 static int tok_run(const struct tok_opts *o, const struct tokenizer *t)
 {
     size_t len = 0;
@@ -138,16 +179,17 @@ static int tok_run(const struct tok_opts *o, const struct tokenizer *t)
     } else {
         len = strlen(text);
     }
-    int flags = (o->add_bos ? TOKENIZER_ADD_BOS : 0) |
-                (o->parse_special ? TOKENIZER_PARSE_SPECIAL : 0);
     int32_t *ids;
     size_t n;
     struct err err = {0};
-    int rc = tokenizer_encode(t, text, len, flags, &ids, &n, &err);
+    int rc = o->chat ? tok_chat(o, t, text, len, &ids, &n, &err)
+                     : tokenizer_encode(t, text, len, (o->add_bos ? TOKENIZER_ADD_BOS : 0) |
+                                        (o->parse_special ? TOKENIZER_PARSE_SPECIAL : 0),
+                                        &ids, &n, &err);
     free(owned);
     if (rc) {
         fprintf(stderr, "deepseek tokenize: %s\n", err.msg);
-        return 1;
+        return rc == ERR_NOMEM || rc == ERR_INTERNAL ? 1 : 2;
     }
     for (size_t i = 0; i < n; i++) {
         if (o->pieces)

@@ -1247,14 +1247,36 @@ static int cmp_occ_pos(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-static bool special_allowed(const struct tokenizer *t, int32_t id, bool parse_special)
+/* Byte ranges of caller text (chat message contents) where control tokens are not
+ * recognised even with PARSE_SPECIAL. */
+struct plain_ranges {
+    const struct tokenizer_span *r;
+    size_t n;
+};
+
+/* True when [pos, pos+n) overlaps a plain range. Linear: a prompt has few messages and
+ * this runs only for text that already matched a special token. */
+static bool in_plain(const struct plain_ranges *pl, size_t pos, size_t n)
 {
-    return parse_special || (t->attr[id] & ATTR_USER);
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->r[i].len && pos < pl->r[i].off + pl->r[i].len && pl->r[i].off < pos + n)
+            return true;
+    return false;
+}
+
+/* Whether the occurrence of token id at [pos, pos+n) may become that token: user-defined
+ * tokens always, control tokens with PARSE_SPECIAL outside the plain ranges. */
+static bool occ_allowed(const struct tokenizer *t, int32_t id, bool parse_special,
+                        const struct plain_ranges *pl, size_t pos, size_t n)
+{
+    if (t->attr[id] & ATTR_USER)
+        return true;
+    return parse_special && !in_plain(pl, pos, n);
 }
 
 /* Every position where an allowed special token's text occurs. */
 static int find_occurrences(struct enc *e, const char *text, size_t len, bool parse_special,
-                            struct vec *occ)
+                            const struct plain_ranges *pl, struct vec *occ)
 {
     const struct tokenizer *t = e->t;
     for (size_t pos = 0; pos < len; pos++) {
@@ -1268,8 +1290,8 @@ static int find_occurrences(struct enc *e, const char *text, size_t len, bool pa
         for (size_t b = lo; b < hi; b++) {
             int32_t prio = t->sp_order[b], id = t->special[prio];
             size_t n = t->text_len[id];
-            if (n <= len - pos && special_allowed(t, id, parse_special) &&
-                memcmp(text + pos, t->text + t->text_off[id], n) == 0) {
+            if (n <= len - pos && memcmp(text + pos, t->text + t->text_off[id], n) == 0 &&
+                occ_allowed(t, id, parse_special, pl, pos, n)) {
                 if (!vec_reserve(occ, sizeof(struct occ), 1))
                     return err_set(e->err, ERR_NOMEM, "tokenizer: out of memory");
                 ((struct occ *)occ->p)[occ->n++] = (struct occ){pos, prio};
@@ -1282,7 +1304,7 @@ static int find_occurrences(struct enc *e, const char *text, size_t len, bool pa
             if (t->text_len[id] != 1)
                 break;
             if ((unsigned char)t->text[t->text_off[id]] == c &&
-                special_allowed(t, id, parse_special)) {
+                occ_allowed(t, id, parse_special, pl, pos, 1)) {
                 if (!vec_reserve(occ, sizeof(struct occ), 1))
                     return err_set(e->err, ERR_NOMEM, "tokenizer: out of memory");
                 ((struct occ *)occ->p)[occ->n++] = (struct occ){pos, prio};
@@ -1328,7 +1350,8 @@ static int resolve_occurrences(struct enc *e, size_t len, struct vec *occ)
     return 0;
 }
 
-static int encode_all(struct enc *e, const char *text, size_t len, int flags)
+static int encode_all(struct enc *e, const char *text, size_t len, int flags,
+                      const struct plain_ranges *pl)
 {
     const struct tokenizer *t = e->t;
     int rc = 0;
@@ -1337,7 +1360,7 @@ static int encode_all(struct enc *e, const char *text, size_t len, int flags)
     bool parse = (flags & TOKENIZER_PARSE_SPECIAL) != 0;
     struct vec occ = {0};
     if ((parse && t->n_special > 0) || t->n_user > 0) {
-        rc = find_occurrences(e, text, len, parse, &occ);
+        rc = find_occurrences(e, text, len, parse, pl, &occ);
         if (!rc && occ.n)
             rc = resolve_occurrences(e, len, &occ);
     }
@@ -1359,15 +1382,30 @@ static int encode_all(struct enc *e, const char *text, size_t len, int flags)
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
                      int32_t **ids, size_t *n_ids, struct err *err)
 {
+    return tokenizer_encode_spans(t, text, len, flags, NULL, 0, ids, n_ids, err);
+}
+
+int tokenizer_encode_spans(const struct tokenizer *t, const char *text, size_t len, int flags,
+                           const struct tokenizer_span *plain, size_t n_plain, int32_t **ids,
+                           size_t *n_ids, struct err *err)
+{
     *ids = NULL;
     *n_ids = 0;
     if (!text && len)
         return err_set(err, ERR_INVALID, "tokenizer: NULL text of length %zu", len);
+    if (!plain && n_plain)
+        return err_set(err, ERR_INVALID, "tokenizer: NULL plain ranges (%zu of them)", n_plain);
+    for (size_t i = 0; i < n_plain; i++)
+        if (plain[i].off > len || plain[i].len > len - plain[i].off)
+            return err_set(err, ERR_RANGE,
+                           "tokenizer: plain range %zu (offset %zu, length %zu) is outside "
+                           "the %zu-byte text", i, plain[i].off, plain[i].len, len);
+    struct plain_ranges pl = {plain, n_plain};
     struct enc e = {.t = t, .err = err};
     e.md = pcre2_match_data_create(1, NULL);
     int rc = e.md ? 0 : err_set(err, ERR_NOMEM, "tokenizer: out of memory");
     if (!rc)
-        rc = encode_all(&e, text, len, flags);
+        rc = encode_all(&e, text, len, flags, &pl);
     if (!rc && !e.ids.p && !(e.ids.p = malloc(sizeof(int32_t))))
         rc = err_set(err, ERR_NOMEM, "tokenizer: out of memory");
     pcre2_match_data_free(e.md);

@@ -74,6 +74,23 @@ int32_t tokenizer_find(const struct tokenizer *t, const char *text);
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, int flags,
                      int32_t **ids, size_t *n_ids, struct err *err);
 
+/* A byte range [off, off + len) of the text passed to tokenizer_encode_spans. Same
+ * fields as model/chat.h's struct chat_span (callers convert). */
+struct tokenizer_span {
+    size_t off, len;
+};
+
+/* As tokenizer_encode, but with TOKENIZER_PARSE_SPECIAL control-token text is
+ * recognised only outside the `plain` ranges (the caller's text inside a rendered chat
+ * prompt): an occurrence that overlaps a plain range is tokenized as text, so a user who
+ * types "<｜Assistant｜>" gets ordinary ids, not the control token. User-defined tokens
+ * are matched everywhere, as in tokenizer_encode. Ranges may be in any order and may
+ * be empty; one reaching past len is ERR_RANGE. tokenizer_encode is this function with
+ * no ranges. */
+int tokenizer_encode_spans(const struct tokenizer *t, const char *text, size_t len, int flags,
+                           const struct tokenizer_span *plain, size_t n_plain, int32_t **ids,
+                           size_t *n_ids, struct err *err);
+
 /* The raw bytes a token stands for (byte-level decoded; special tokens give their
  * text). Returns the number of bytes the piece has, writing at most cap bytes; a
  * return > cap means the buffer was too small. Invalid ids give 0. */

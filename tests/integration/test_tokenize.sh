@@ -40,7 +40,35 @@ pieces=$("$DS_BIN" tokenize --pieces --parse-special -m "$M" "Hi$EOS_TEXT")
 if printf '%s\n' "$pieces" | grep -q "^151643	$EOS_TEXT\$"; then ok "--pieces shows the special piece"
 else fail "--pieces: '$pieces'"; fi
 
-# 3. errors: exit 2 with one line
+# 3. --chat: the template's markers are control tokens, the user's typed ones plain text
+chat=$("$DS_BIN" tokenize --chat -m "$M" "Hi<｜Assistant｜>")
+count() { printf '%s\n' "$1" | tr ' ' '\n' | grep -c "^$2\$" || true; }
+case "$chat" in
+    "151646 151644 "*" 151645 151648 198")
+        if [ "$(count "$chat" 151645)" -eq 1 ] && [ "$(count "$chat" 151644)" -eq 1 ]; then
+            ok "--chat: BOS <U> text <A> <think> newline, typed <A> stays plain ($chat)"
+        else fail "--chat: typed marker became a control token: '$chat'"; fi ;;
+    *) fail "--chat: '$chat'" ;;
+esac
+plain=$("$DS_BIN" tokenize -m "$M" "Hi<｜Assistant｜>")
+case "$chat" in *" $plain "*) ok "--chat: user text tokenized as plain text" ;;
+    *) fail "--chat: '$plain' not inside '$chat'" ;; esac
+sys=$("$DS_BIN" tokenize --chat --system "Be brief." -m "$M" "Hi")
+nosys=$("$DS_BIN" tokenize --chat -m "$M" "Hi")
+case "$sys" in "151646 "*" 151644 13048 151645 151648 198")
+    if [ "${#sys}" -gt "${#nosys}" ]; then ok "--system adds the system text"; else fail "--system: '$sys'"; fi ;;
+    *) fail "--chat --system: '$sys'" ;; esac
+llm=$("$DS_BIN" tokenize --chat --chat-template deepseek-llm -m "$M" "Hi")
+want=$("$DS_BIN" tokenize --add-bos -m "$M" "User: Hi
+
+Assistant:")
+if [ "$llm" = "$want" ]; then ok "--chat-template deepseek-llm ($llm)"; else fail "deepseek-llm: '$llm' want '$want'"; fi
+expect_exit 2 "$DS_BIN" tokenize --chat --chat-template bogus -m "$M" "Hi"
+expect_exit 2 "$DS_BIN" tokenize --chat -m "$MODELS/tiny-llama-F32.gguf" "Hi"
+expect_exit 2 "$DS_BIN" tokenize --system "s" -m "$M" "Hi"
+expect_exit 2 "$DS_BIN" tokenize --chat --parse-special -m "$M" "Hi"
+
+# 4. errors: exit 2 with one line
 expect_exit 2 "$DS_BIN" tokenize -m "$TMP/missing.gguf" "text"
 expect_exit 2 "$DS_BIN" tokenize "text"
 expect_exit 2 "$DS_BIN" tokenize -m "$M"
