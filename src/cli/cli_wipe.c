@@ -1,5 +1,6 @@
 /*
- * `deepseek wipe PATH... [--passes N] [--no-zero] [--recursive] [--dry-run]`:
+ * `deepseek wipe PATH... [--passes N] [--no-zero] [--recursive] [--dry-run]`,
+ * `deepseek wipe --device zeroout|secure-discard|discard [--dry-run] DEVICE...`:
  * overwrites files in place, verifies, removes them and records it all in the audit
  * log (ops/wipe.h says what is checked and why). Exit codes (docs/OPERATIONS.md):
  *   0 every target wiped (or, with --dry-run, every check passed)
@@ -43,7 +44,10 @@ static void usage(FILE *out)
             "  --no-zero      no final zero pass\n"
             "  -r, --recursive  wipe directories: every file, then the directories\n"
             "  --dry-run      run every check, write a plan record, change nothing\n"
-            "  --log-dir DIR  where audit.jsonl lives (default from the configuration)\n\n"
+            "  --log-dir DIR  where audit.jsonl lives (default from the configuration)\n"
+            "  --device zeroout|secure-discard|discard  PATHs are whole block devices\n"
+            "                 (refused when mounted or in use); prints the NIST SP 800-88\n"
+            "                 category reached and the drive's own Purge command\n\n"
             "Refuses (exit 3, nothing modified) files held open by a process, files with\n"
             "several hard links, and copy-on-write, compressed, network or memory\n"
             "filesystems. Exit: 0 wiped, 1 I/O error, 2 usage, 3 refused, 4 mixed,\n"
@@ -76,7 +80,7 @@ static void progress(void *ctx, const char *path, int pass, int passes, uint64_t
 }
 
 /* Parses the options that are not settings. 0, or 2 with a message. */
-static int parse(int argc, char **argv, struct wipe_opts *o, int *first_path)
+static int parse(int argc, char **argv, struct wipe_opts *o, int *device, int *first_path)
 {
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -99,6 +103,13 @@ static int parse(int argc, char **argv, struct wipe_opts *o, int *first_path)
             o->recursive = true;
         } else if (!strcmp(a, "--dry-run")) {
             o->dry_run = true;
+        } else if (!strcmp(a, "--device") && i + 1 < argc) {
+            *device = wipe_device_method_parse(argv[++i]);
+            if (*device < 0) {
+                fprintf(stderr, "deepseek wipe: --device %s: use zeroout, secure-discard or "
+                                "discard\n", argv[i]);
+                return 2;
+            }
         } else {
             fprintf(stderr, "deepseek wipe: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -126,19 +137,34 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* --device: one block device, then what the method reached and the Purge command. */
+static int run_device(struct audit *audit, const char *dev, int method,
+                      const struct wipe_opts *o, enum wipe_status *st, struct err *err)
+{
+    char hint[512];
+    int rc = wipe_device(audit, dev, (enum wipe_device_method)method, o, st, err);
+    if (rc == 0)
+        printf("%s: %s\n", dev, o->dry_run ? "checks passed, would be wiped" : "done");
+    printf("%s: %s\n", dev, wipe_device_nist((enum wipe_device_method)method));
+    wipe_device_purge_hint(dev, hint, sizeof hint);
+    printf("%s: for Purge: %s\n", dev, hint);
+    return rc;
+}
+
 static int run_targets(struct audit *audit, int argc, char **argv, int first,
-                       const struct wipe_opts *o)
+                       const struct wipe_opts *o, int device)
 {
     int code = -1;
     for (int i = first; i < argc; i++) {
         enum wipe_status st;
         struct err err;
         err_clear(&err);
-        int rc = wipe_path(audit, argv[i], o, &st, &err);
-        if (rc == 0)
+        int rc = device >= 0 ? run_device(audit, argv[i], device, o, &st, &err)
+                             : wipe_path(audit, argv[i], o, &st, &err);
+        if (rc == 0 && device < 0)
             printf("%s: %s\n", argv[i], o->dry_run ? "checks passed, would be wiped"
                                                    : "wiped and verified");
-        else
+        else if (rc != 0)
             fprintf(stderr, "deepseek wipe: %s: %s\n", wipe_status_name(st), err.msg);
         int c = exit_code(st);
         code = code < 0 || code == c ? c : 4;
@@ -165,8 +191,8 @@ int cli_wipe(int argc, char **argv)
         return 2;
     }
     struct wipe_opts o = {.passes = WIPE_DEFAULT_PASSES, .zero = true, .stop = &wipe_stop};
-    int first;
-    int rc = parse(rest, argv, &o, &first);
+    int first, device = -1;
+    int rc = parse(rest, argv, &o, &device, &first);
     if (rc != 0)
         return rc;
     if (isatty(STDERR_FILENO))
@@ -184,7 +210,7 @@ int cli_wipe(int argc, char **argv)
         fprintf(stderr, "deepseek wipe: %s is not writable; audit records go to %s\n",
                 cfg.log_dir, audit_path(audit));
     install_signals();
-    rc = run_targets(audit, rest, argv, first, &o);
+    rc = run_targets(audit, rest, argv, first, &o, device);
     audit_free(audit);
     return rc;
 }

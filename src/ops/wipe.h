@@ -104,4 +104,34 @@ size_t wipe_extents_count(const struct wipe_extents *x);
 /* The word for a status: "ok", "planned", "refused", ... */
 const char *wipe_status_name(enum wipe_status s);
 
+
+/* ---- whole block devices (wipe_device.c) ----
+ * wipe --device: one block ioctl over the whole device, never on a mounted or
+ * otherwise opened device (O_EXCL and /proc/self/mountinfo, partitions included).
+ * What each method reaches, in NIST SP 800-88 terms (research/deletion.md §1.4-1.5):
+ *   zeroout         BLKZEROOUT, then every byte read back as zero: Clear. On flash it
+ *                   does not reach spare or remapped blocks, so it is not Purge.
+ *   secure-discard  BLKSECDISCARD: only devices that implement secure erase (eMMC,
+ *                   some virtio/Xen); EOPNOTSUPP elsewhere (refused, nothing changed).
+ *                   What the device does cannot be verified from the host.
+ *   discard         BLKDISCARD: not sanitization (the device may keep and return the
+ *                   data); recorded as such.
+ * Purge of an SSD needs the drive's own sanitize command: wipe_device_purge_hint
+ * names it and this code never claims Purge. */
+enum wipe_device_method { WIPE_DEV_ZEROOUT = 0, WIPE_DEV_SECURE_DISCARD, WIPE_DEV_DISCARD };
+
+/* "zeroout", "secure-discard", "discard" -> method; -1 when unknown. */
+int wipe_device_method_parse(const char *name);
+/* The NIST SP 800-88 category the method reaches, as a sentence. */
+const char *wipe_device_nist(enum wipe_device_method m);
+/* The drive's own Purge command for dev ("nvme sanitize ...", "hdparm ...",
+ * "sg_sanitize ..."), or what to do instead (loop devices: their backing file). */
+void wipe_device_purge_hint(const char *dev, char *out, size_t cap);
+
+/* Wipes the block device dev with method m: checks (block device, not mounted, O_EXCL,
+ * support), intent record, the ioctl in 256 MiB ranges, read-back of zeros for
+ * zeroout, result record. opts: dry_run, stop, progress (passes = 1) are used. */
+int wipe_device(struct audit *audit, const char *dev, enum wipe_device_method m,
+                const struct wipe_opts *opts, enum wipe_status *status, struct err *err);
+
 #endif
