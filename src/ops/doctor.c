@@ -696,7 +696,7 @@ static bool gguf_magic(const char *path)
 static void check_model(struct doctor_report *r, const struct doctor_opts *o, const char *model)
 {
     struct doctor_check *c = add(r, "model");
-    char sha[65], md5[33], want_sha[65], want_md5[33], why[300] = "";
+    char sha[65], md5[33], want_sha[65], want_md5[33], why[ERR_MSG_MAX] = "";
     struct err e;
     if (!model[0]) {
         set(c, DOCTOR_SKIP, "no model configured (serve uses the demo model)");
