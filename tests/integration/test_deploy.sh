@@ -92,9 +92,17 @@ for i in range(n):
 print("sent", n)
 PY
     CPID=$!
-    sleep 0.4
+    # Rotate only once the current access.log has some request lines, so each rotation
+    # falls inside the stream however slow the machine is (bounded wait: 20 s).
+    wait_lines() {
+        w=0
+        while [ "$(grep -c 'route=/health ' "$L/access.log" 2>/dev/null || true)" -lt 50 ]; do
+            w=$((w + 1)); [ "$w" -lt 200 ] || break; sleep 0.1
+        done
+    }
+    wait_lines
     logrotate -f -s "$TMP/lr.state" "$TMP/logrotate.conf" 2>"$TMP/lr1.err" || fail "logrotate 1: $(cat "$TMP/lr1.err")"
-    sleep 0.4
+    wait_lines
     logrotate -f -s "$TMP/lr.state" "$TMP/logrotate.conf" 2>"$TMP/lr2.err" || fail "logrotate 2: $(cat "$TMP/lr2.err")"
     wait "$CPID" && ok "client sent $N requests during two rotations" || fail "client: $(cat "$TMP/client.out")"
     sleep 0.3
