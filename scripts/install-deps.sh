@@ -7,7 +7,8 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev \
 libpcre2-dev libjansson-dev libssl-dev libcmocka-dev \
 libevent-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 libhiredis-dev libcurl4-openssl-dev python3 e2fsprogs btrfs-progs \
-python3-requests prometheus logrotate systemd"
+python3-requests prometheus logrotate systemd \
+python3-grpcio python3-grpc-tools python3-tenacity redis-server nodejs"
 
 missing=""
 for p in $PKGS; do

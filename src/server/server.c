@@ -17,6 +17,7 @@
 #include "engine/sched.h"
 #include "server/accesslog.h"
 #include "server/auth.h"
+#include "server/grpc_api.h"
 #include "server/http_api.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
@@ -29,6 +30,7 @@ struct server {
     struct evhttp *http;
     struct sched *sched;
     struct http_api *api;
+    struct grpc_api *grpc; /* NULL when --grpc-port is 0 */
     struct metrics *metrics;
     struct auth *auth;
     struct ratelimit *rl;
@@ -51,7 +53,7 @@ static void drain_poll(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     (void)fd;
     (void)what;
-    int left = http_api_in_flight(s->api);
+    int left = http_api_in_flight(s->api) + (s->grpc ? grpc_api_in_flight(s->grpc) : 0);
     if (left == 0) {
         LOG(INFO, "drained: no request in flight; exiting");
         event_base_loopexit(s->base, NULL);
@@ -73,6 +75,8 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     LOG(INFO, "signal %d: draining (no new requests; up to %llds for %d in flight)", (int)sig,
         (long long)s->p->cfg->drain_timeout, http_api_in_flight(s->api));
     http_api_drain(s->api);
+    if (s->grpc)
+        grpc_api_drain(s->grpc);
     sched_drain(s->sched);
     s->drain_deadline = mono_s() + (double)s->p->cfg->drain_timeout;
     s->drain_timer = event_new(s->base, -1, EV_PERSIST, drain_poll, s);
@@ -152,6 +156,24 @@ static int server_listen(struct server *s, struct err *err)
     return 0;
 }
 
+/* The gRPC listener on the same event base, sharing engine, keys, limits, metrics. */
+static int server_grpc(struct server *s, struct err *err)
+{
+    const struct config *cfg = s->p->cfg;
+    if (cfg->grpc_port == 0)
+        return 0;
+    struct grpc_api_deps g = {
+        .base = s->base, .host = cfg->host, .port = (int)cfg->grpc_port, .sched = s->sched,
+        .tok = s->p->tok, .chat_template = cfg->chat_template,
+        .model_name = s->p->model_name, .metrics = s->metrics, .auth = s->auth, .rl = s->rl,
+        .n_ctx = s->p->n_ctx, .temperature = cfg->temperature, .top_p = cfg->top_p,
+    };
+    int rc = grpc_api_new(&g, &s->grpc, err);
+    if (!rc)
+        LOG(INFO, "gRPC on %s:%lld (HTTP/2 cleartext)", cfg->host, (long long)cfg->grpc_port);
+    return rc;
+}
+
 static void server_pid_file(struct server *s)
 {
     const struct config *cfg = s->p->cfg;
@@ -186,6 +208,7 @@ static void server_teardown(struct server *s)
 {
     sched_free(s->sched); /* joins the engine thread: no notify after this */
     http_api_free(s->api);
+    grpc_api_free(s->grpc);
     if (s->http)
         evhttp_free(s->http);
     if (s->drain_timer)
@@ -236,7 +259,7 @@ int server_run(const struct server_params *p, struct err *err)
         .temperature = cfg->temperature, .top_p = cfg->top_p,
         .vllm_names = cfg->metrics_vllm_names,
     };
-    if ((rc = http_api_new(&d, &s->api, err)))
+    if ((rc = http_api_new(&d, &s->api, err)) || (rc = server_grpc(s, err)))
         goto out;
     if ((rc = server_signals(s))) {
         rc = err_set(err, rc, "serve: cannot install signal handlers");
@@ -244,6 +267,8 @@ int server_run(const struct server_params *p, struct err *err)
     }
     server_pid_file(s);
     http_api_set_ready(s->api, true);
+    if (s->grpc)
+        grpc_api_set_ready(s->grpc, true);
     LOG(INFO, "Server ready on http://%s:%lld (model %s, %lld slots, queue %lld, ctx %d, "
         "%d threads)", cfg->host, (long long)cfg->port, p->model_name,
         (long long)cfg->parallel, (long long)cfg->queue, p->n_ctx, p->n_threads);

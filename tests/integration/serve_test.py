@@ -37,7 +37,8 @@ class Server:
             self.out = open(os.path.join(TMP, tag + ".out"), "w+")
             self.p = subprocess.Popen(
                 [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-dir", self.log_dir, "--config=", "--threads", "1", *args],
+                 "--log-dir", self.log_dir, "--config=", "--threads", "1",
+                 "--grpc-port", "0", *args],
                 stdout=self.out, stderr=subprocess.STDOUT)
             if self.wait_ready():
                 self.url = "http://127.0.0.1:%d" % self.port
@@ -353,8 +354,10 @@ def test_drain(s):
 
 def main():
     t0 = time.time()
+    # --cache-size 0: the response cache would answer the repeated temperature-0
+    # requests at once (test_cache.sh tests it), and the queue would never fill
     s = Server("main", "--parallel", "4", "--queue", "2", "--ctx-size", "512",
-               "--max-body", "4k")
+               "--max-body", "4k", "--cache-size", "0")
     try:
         check(os.path.exists(os.path.join(s.log_dir, "deepseek-serve.pid")), "pid file written")
         test_basics(s)
