@@ -21,6 +21,7 @@ int cli_keys(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_chat(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
 
 #endif
