@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/prefix.h"
 #include "engine/stop.h"
 
 #define SCHED_PIECE_MAX 256 /* bytes of one token's text held on the stack */
@@ -27,12 +28,23 @@ struct slot {
     bool strip_ws;       /* drop whitespace right after </think> */
 };
 
+/* What a slot's KV cache holds; survives the request (the prefix cache). */
+struct slot_kv {
+    int32_t *toks;            /* [n_ctx]: the token at each valid position */
+    size_t n;                 /* == forward_seq_len of the slot */
+    char tag[REQUEST_TAG_MAX];
+    unsigned long long used;  /* s->clock when its last request ended */
+};
+
 struct sched {
     const struct model *model;
     const struct tokenizer *tok;
     struct sched_params p;
     struct forward *fwd;
     struct slot *slots;
+    struct slot_kv *kv;  /* [n_slots] */
+    struct prefix_slot *cand; /* [n_slots] scratch for prefix_choose */
+    unsigned long long clock;
     struct forward_entry *batch;
     int *batch_slot;     /* [max_batch] slot of each entry wanting logits, else -1 */
     float *logits;       /* [n_vocab] scratch the sampler may modify */
@@ -45,7 +57,7 @@ struct sched {
     int wait_cap, wait_head, wait_len;
     int running;
     bool draining, stopping, thread_started;
-    unsigned long long steps, tokens_prompt, tokens_generated;
+    unsigned long long steps, tokens_prompt, tokens_generated, tokens_cached;
     pthread_t thread;
 };
 
@@ -104,16 +116,23 @@ void sched_stats(struct sched *s, struct sched_stats *out)
                                 .n_slots = s->p.n_slots, .n_ctx = s->p.n_ctx,
                                 .queue_max = s->p.queue_max, .steps = s->steps,
                                 .tokens_prompt = s->tokens_prompt,
-                                .tokens_generated = s->tokens_generated};
+                                .tokens_generated = s->tokens_generated,
+                                .tokens_cached = s->tokens_cached};
     pthread_mutex_unlock(&s->mu);
 }
 
 /* ------------------------------------------------------ slots (engine thread) */
 
-static void slot_release(struct sched *s, int i)
+/* keep: the slot's KV rows stay for the prefix cache (they are valid: everything in
+ * kv->toks went through a forward pass that succeeded). */
+static void slot_release(struct sched *s, int i, bool keep)
 {
     struct slot *sl = &s->slots[i];
-    forward_seq_clear(s->fwd, i);
+    if (!keep || s->p.prefix_off) {
+        forward_seq_clear(s->fwd, i);
+        s->kv[i].n = 0;
+    }
+    s->kv[i].used = ++s->clock;
     sampler_free(sl->smp);
     stop_free(sl->stop);
     stop_free(sl->stop_r);
@@ -147,10 +166,11 @@ static void slot_finish(struct sched *s, int i, enum request_finish f, const cha
     request_prompt(sl->req, &n_prompt);
     request_count(sl->req, (int32_t)n_prompt, sl->n_gen, sl->n_reasoning);
     request_finish(sl->req, f, msg);
-    slot_release(s, i);
+    slot_release(s, i, f != REQUEST_FINISH_ERROR);
 }
 
-static int slot_admit(struct sched *s, int i, struct request *r, struct err *err)
+/* hit: leading prompt tokens whose rows slot i already holds (prefix_choose). */
+static int slot_admit(struct sched *s, int i, struct request *r, size_t hit, struct err *err)
 {
     struct slot *sl = &s->slots[i];
     const struct request_params *rp = request_params(r);
@@ -170,17 +190,49 @@ static int slot_admit(struct sched *s, int i, struct request *r, struct err *err
         rc = stop_new(stops, rp->n_stop, &sl->stop, err);
     if (!rc)
         rc = stop_new(stops, rp->n_stop, &sl->stop_r, err);
-    forward_seq_clear(s->fwd, i);
+    struct slot_kv *kv = &s->kv[i];
+    (void)kvcache_seq_truncate(forward_kvcache(s->fwd), i, (int)hit);
+    kv->n = hit;
+    snprintf(kv->tag, sizeof kv->tag, "%s", rp->cache_tag);
+    sl->n_fed = hit;
+    request_set_cached(r, (int32_t)hit);
+    pthread_mutex_lock(&s->mu);
+    s->tokens_cached += hit;
+    pthread_mutex_unlock(&s->mu);
     request_set_state(r, REQUEST_RUNNING);
     return rc;
+}
+
+static int slot_choose_any_free(const struct sched *s)
+{
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (!s->slots[i].req)
+            return i;
+    return -1;
+}
+
+/* The free slot for r (the longest cached prefix, else LRU), or -1 when none is free. */
+static int slot_choose(struct sched *s, struct request *r, size_t *hit)
+{
+    size_t n_prompt;
+    const int32_t *prompt = request_prompt(r, &n_prompt);
+    for (int i = 0; i < s->p.n_slots; i++)
+        s->cand[i] = (struct prefix_slot){.toks = s->kv[i].toks, .n = s->kv[i].n,
+                                          .tag = s->kv[i].tag, .used = s->kv[i].used,
+                                          .busy = s->slots[i].req != NULL};
+    int i = prefix_choose(s->cand, s->p.n_slots, prompt, n_prompt,
+                          request_params(r)->cache_tag, s->p.prefix_share, hit);
+    if (s->p.prefix_off)
+        *hit = 0;
+    return i;
 }
 
 /* Moves waiting requests into free slots; cancelled ones finish without a slot. */
 static void sched_admit(struct sched *s)
 {
-    for (int i = 0; i < s->p.n_slots; i++) {
-        if (s->slots[i].req)
-            continue;
+    size_t hit = 0;
+    int i;
+    while ((i = slot_choose_any_free(s)) >= 0) {
         struct request *r = NULL;
         pthread_mutex_lock(&s->mu);
         while ((r = queue_pop_locked(s)) && request_cancelled(r)) {
@@ -194,8 +246,9 @@ static void sched_admit(struct sched *s)
         pthread_mutex_unlock(&s->mu);
         if (!r)
             return;
+        i = slot_choose(s, r, &hit);
         struct err e = {0};
-        if (slot_admit(s, i, r, &e))
+        if (slot_admit(s, i, r, hit, &e))
             slot_finish(s, i, REQUEST_FINISH_ERROR, e.msg);
     }
 }
@@ -288,6 +341,8 @@ static int sched_build(struct sched *s)
         if (sl->n_fed < n_prompt)
             continue;
         int pos = forward_seq_len(s->fwd, i);
+        s->kv[i].toks[pos] = sl->next_tok;
+        s->kv[i].n = (size_t)pos + 1;
         s->batch_slot[n] = i;
         s->batch[n++] = (struct forward_entry){i, pos, sl->next_tok, true};
     }
@@ -302,18 +357,38 @@ static int sched_build(struct sched *s)
             s->batch_slot[n] = last ? i : -1;
             s->batch[n++] = (struct forward_entry){i, (int32_t)sl->n_fed,
                                                    prompt[sl->n_fed], last};
+            s->kv[i].toks[sl->n_fed] = prompt[sl->n_fed];
             sl->n_fed++;
+            s->kv[i].n = sl->n_fed;
             s->n_prompt_built++;
         }
     }
     return n;
 }
 
+/* Cancelled requests leave their slot and, at once, their queue place: a client that
+ * gave up while queued must not hold a place (and make others 503) until a slot frees. */
 static void sched_drop_cancelled(struct sched *s)
 {
     for (int i = 0; i < s->p.n_slots; i++)
         if (s->slots[i].req && request_cancelled(s->slots[i].req))
             slot_finish(s, i, REQUEST_FINISH_CANCELLED, NULL);
+    struct request *gone[32];
+    int n_gone = 0, kept = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int k = 0; k < s->wait_len; k++) {
+        struct request *r = s->wait[(s->wait_head + k) % s->wait_cap];
+        if (n_gone < 32 && request_cancelled(r))
+            gone[n_gone++] = r; /* more than 32: the rest go at the next step */
+        else
+            s->wait[(s->wait_head + kept++) % s->wait_cap] = r;
+    }
+    s->wait_len = kept;
+    pthread_mutex_unlock(&s->mu);
+    for (int k = 0; k < n_gone; k++) {
+        request_finish(gone[k], REQUEST_FINISH_CANCELLED, NULL);
+        request_unref(gone[k]);
+    }
 }
 
 static void sched_sample(struct sched *s, const float *logits, int n)
@@ -430,11 +505,16 @@ int sched_new(const struct model *m, const struct tokenizer *t, const struct sch
         s->p.n_ctx = model_hparams(m)->n_ctx_train;
     s->wait_cap = p->n_slots + p->queue_max;
     s->slots = calloc((size_t)p->n_slots, sizeof *s->slots);
+    s->kv = calloc((size_t)p->n_slots, sizeof *s->kv);
+    s->cand = calloc((size_t)p->n_slots, sizeof *s->cand);
+    bool kv_ok = s->kv != NULL;
+    for (int i = 0; s->kv && i < p->n_slots; i++)
+        kv_ok = (s->kv[i].toks = malloc(sizeof(int32_t) * (size_t)s->p.n_ctx)) && kv_ok;
     s->batch = calloc((size_t)p->max_batch, sizeof *s->batch);
     s->batch_slot = calloc((size_t)p->max_batch, sizeof *s->batch_slot);
     s->logits = malloc(sizeof(float) * (size_t)s->n_vocab);
     s->wait = calloc((size_t)s->wait_cap, sizeof *s->wait);
-    if (!s->slots || !s->batch || !s->batch_slot || !s->logits || !s->wait) {
+    if (!kv_ok || !s->cand || !s->slots || !s->batch || !s->batch_slot || !s->logits || !s->wait) {
         rc = err_set(err, ERR_NOMEM, "sched: out of memory");
         goto fail;
     }
@@ -465,6 +545,10 @@ void sched_free(struct sched *s)
         request_unref(r);
     }
     forward_free(s->fwd);
+    for (int i = 0; s->kv && i < s->p.n_slots; i++)
+        free(s->kv[i].toks);
+    free(s->kv);
+    free(s->cand);
     free(s->slots);
     free(s->batch);
     free(s->batch_slot);

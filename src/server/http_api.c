@@ -29,6 +29,7 @@
 #include "server/auth.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
+#include "server/rcache.h"
 
 #define CALL_MAX_CHOICES 8       /* n and /v1/completions prompt lists */
 #define KEEPALIVE_SECONDS 2      /* ": keep-alive" while a stream waits in the queue */
@@ -44,7 +45,7 @@ struct choice {
     bool done, role_sent;
     enum request_finish finish;
     struct textacc content, reasoning;
-    int32_t prompt_tokens, completion_tokens, reasoning_tokens;
+    int32_t prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens;
     char error[ERR_MSG_MAX];
 };
 
@@ -64,6 +65,9 @@ struct call {
     bool rl_held;
     long rl_reserved;
     const char *route;
+    bool cache_hit;   /* served from the response cache: nothing was generated */
+    bool cache_store; /* a cacheable miss: store the result when it completes */
+    unsigned char cache_key[RCACHE_KEY_BYTES];
 };
 
 struct http_api {
@@ -109,14 +113,15 @@ static void access_log(struct http_api *a, struct evhttp_request *req, const cha
         e.peer = peer;
     }
     if (c) {
-        long pt = 0, ct = 0;
+        long pt = 0, ct = 0, cached = 0;
         for (int i = 0; i < c->n_choices; i++) {
             pt += c->ch[i].prompt_tokens;
             ct += c->ch[i].completion_tokens;
+            cached += c->ch[i].cached_tokens;
         }
         e.prompt_tokens = pt;
         e.completion_tokens = ct;
-        e.cached_tokens = 0;
+        e.cached_tokens = cached;
         e.total_ms = (now_s() - c->t0) * 1e3;
         e.queue_ms = c->saw_running ? (c->t_running - c->t0) * 1e3 : -1;
         e.finish_reason = c->n_choices ? request_finish_name(c->ch[0].finish) : NULL;
@@ -159,9 +164,9 @@ static void send_error(struct http_api *a, struct evhttp_request *req, enum apie
     size_t len = 0;
     char *body = apierr_body(k, msg, param, &len);
     int status = apierr_status(k);
-    if (status == 503 || status == 429)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
-                          RETRY_AFTER_BUSY);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if ((status == 503 || status == 429) && !evhttp_find_header(h, "Retry-After"))
+        evhttp_add_header(h, "Retry-After", RETRY_AFTER_BUSY); /* the limiter's wins */
     if (body)
         reply_body(req, status, "application/json", body, len);
     else
@@ -208,6 +213,7 @@ static void api_notify(struct request *r, void *arg)
 struct parsed {
     struct request_params rp;
     bool stream, include_usage, max_given;
+    bool missing; /* the error is a required field left out (400 missing_field) */
     int n;
     const char *param; /* the field an error is about */
     char param_buf[64];
@@ -219,6 +225,12 @@ static int bad(struct parsed *p, const char *param, const char *detail)
     p->param = param;
     snprintf(p->msg, sizeof p->msg, "%s: %.400s", param, detail);
     return -1;
+}
+
+static int missing(struct parsed *p, const char *param)
+{
+    p->missing = true;
+    return bad(p, param, "required");
 }
 
 static int get_number(json_t *body, const char *key, double *out, struct parsed *p)
@@ -413,7 +425,7 @@ static int parse_messages(json_t *body, struct chat_message **msgs, char ***text
         json_object_set_new(body, "messages", m);
     }
     if (!m)
-        return bad(p, "messages", "required");
+        return missing(p, "messages");
     if (!json_is_array(m) || json_array_size(m) == 0)
         return bad(p, "messages", "expected a non-empty list of messages");
     *n = json_array_size(m);
@@ -507,9 +519,14 @@ static void call_free(struct call *c, int status)
             evhttp_connection_set_closecb(con, NULL, NULL);
     }
     long used = 0;
-    for (int i = 0; i < c->n_choices; i++) {
+    for (int i = 0; i < c->n_choices && !c->cache_hit; i++) {
         used += c->ch[i].prompt_tokens + c->ch[i].completion_tokens;
-        if (a->d.metrics && c->ch[i].done && c->ch[i].finish != REQUEST_FINISH_ERROR) {
+        bool counted = c->ch[i].done || status == 499; /* 499: the client left (abort) */
+        if (a->d.metrics && counted && c->ch[i].finish != REQUEST_FINISH_ERROR) {
+            metrics_counter_add(a->d.metrics, METRICS_PREFIX_CACHE_QUERIES,
+                                c->ch[i].prompt_tokens);
+            metrics_counter_add(a->d.metrics, METRICS_PREFIX_CACHE_HITS,
+                                c->ch[i].cached_tokens);
             metrics_counter_add(a->d.metrics, METRICS_PROMPT_TOKENS, c->ch[i].prompt_tokens);
             metrics_counter_add(a->d.metrics, METRICS_GENERATION_TOKENS,
                                 c->ch[i].completion_tokens);
@@ -601,19 +618,22 @@ static json_t *json_text(const char *s, size_t n)
 
 static json_t *usage_json(const struct call *c)
 {
-    long pt = 0, ct = 0, rt = 0;
+    long pt = 0, ct = 0, rt = 0, hit = 0;
     for (int i = 0; i < c->n_choices; i++) {
         pt += c->ch[i].prompt_tokens;
         ct += c->ch[i].completion_tokens;
         rt += c->ch[i].reasoning_tokens;
+        hit += c->ch[i].cached_tokens;
     }
-    if (c->chat && c->n_choices > 1) /* n copies of one prompt: OpenAI counts it once */
+    if (c->chat && c->n_choices > 1) { /* n copies of one prompt: OpenAI counts it once */
         pt = c->ch[0].prompt_tokens;
+        hit = c->ch[0].cached_tokens;
+    }
     json_t *u = json_pack("{sIsIsIsIsIs{sI}}", "prompt_tokens", (json_int_t)pt,
                           "completion_tokens", (json_int_t)ct, "total_tokens",
-                          (json_int_t)(pt + ct), "prompt_cache_hit_tokens", (json_int_t)0,
-                          "prompt_cache_miss_tokens", (json_int_t)pt, "prompt_tokens_details",
-                          "cached_tokens", (json_int_t)0);
+                          (json_int_t)(pt + ct), "prompt_cache_hit_tokens", (json_int_t)hit,
+                          "prompt_cache_miss_tokens", (json_int_t)(pt - hit),
+                          "prompt_tokens_details", "cached_tokens", (json_int_t)hit);
     if (u && c->reasoning_split)
         json_object_set_new(u, "completion_tokens_details",
                             json_pack("{sI}", "reasoning_tokens", (json_int_t)rt));
@@ -715,8 +735,11 @@ static void stream_update(struct call *c, int i, const struct request_output *o)
     }
 }
 
+static void cache_store(struct call *c);
+
 static void stream_end(struct call *c)
 {
+    cache_store(c);
     if (c->include_usage) {
         json_t *j = call_envelope(c, true);
         json_object_set_new(j, "choices", json_array());
@@ -757,6 +780,7 @@ static void body_end(struct call *c)
                 send_error(a, req, APIERR_INTERNAL, NULL, msg);
             return;
         }
+    cache_store(c);
     json_t *j = call_envelope(c, false);
     json_t *choices = json_array();
     for (int i = 0; i < c->n_choices; i++) {
@@ -811,8 +835,8 @@ static void call_update(struct call *c, int i)
     }
     if (c->stream)
         stream_update(c, i, &o);
-    else if (acc_append(&ch->content, o.content, o.content_len) ||
-             acc_append(&ch->reasoning, o.reasoning, o.reasoning_len))
+    if ((!c->stream || c->cache_store) && (acc_append(&ch->content, o.content, o.content_len) ||
+             acc_append(&ch->reasoning, o.reasoning, o.reasoning_len)))
         snprintf(o.error, sizeof o.error, "out of memory"), o.finish = REQUEST_FINISH_ERROR;
     if (o.state == REQUEST_DONE) {
         ch->done = true;
@@ -820,6 +844,7 @@ static void call_update(struct call *c, int i)
         ch->prompt_tokens = o.prompt_tokens;
         ch->completion_tokens = o.completion_tokens;
         ch->reasoning_tokens = o.reasoning_tokens;
+        ch->cached_tokens = o.cached_tokens;
         memcpy(ch->error, o.error, sizeof ch->error);
     }
     request_output_free(&o);
@@ -861,6 +886,180 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
             call_update(c, i);
         request_unref(r);
     }
+}
+
+/* ------------------------------------------------------ the response cache */
+
+/* The cache key: a SHA-256 over everything that decides the call's output, as
+ * canonical JSON (model, key id: entries are never shared across keys, route, every
+ * sampling and stopping parameter) followed by each prompt's token ids. */
+static int cache_key_of(struct call *c, const struct parsed *p, int32_t **ids,
+                        const size_t *n_ids, int n)
+{
+    struct http_api *a = c->api;
+    const struct sampler_params *sp = &p->rp.sampling;
+    const struct request_params *rp = &p->rp;
+    json_t *stops = json_array();
+    for (int i = 0; stops && i < rp->n_stop; i++)
+        json_array_append_new(stops, json_string(rp->stop[i]));
+    json_t *j = json_pack(
+        "{si ss ss sb sb sb si si sf si sf sf sf si sf sf sb sI sI sb si si so}", "v", 1,
+        "model", a->d.model_name, "tag", c->key.id, "chat", c->chat, "split",
+        c->reasoning_split, "in_reasoning", rp->in_reasoning, "think_start", rp->think_start,
+        "think_end", rp->think_end, "temperature", (double)sp->temperature, "top_k",
+        sp->top_k, "top_p", (double)sp->top_p, "min_p", (double)sp->min_p, "repetition",
+        (double)sp->repetition_penalty, "last_n", sp->penalty_last_n, "presence",
+        (double)sp->presence_penalty, "frequency", (double)sp->frequency_penalty,
+        "has_seed", sp->has_seed, "seed", (json_int_t)sp->seed, "max_tokens",
+        (json_int_t)rp->max_tokens, "max_given", p->max_given, "n_ctx", a->d.n_ctx, "n", n,
+        "stop", stops);
+    char *head = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    size_t len = head ? strlen(head) + 1 : 0, total = len;
+    for (int i = 0; i < n; i++)
+        total += sizeof(uint64_t) + n_ids[i] * sizeof(int32_t);
+    char *buf = head ? malloc(total) : NULL;
+    if (!buf) {
+        free(head);
+        return -1;
+    }
+    memcpy(buf, head, len); /* with its NUL: the JSON cannot run into the ids */
+    for (int i = 0; i < n; i++) {
+        uint64_t k = n_ids[i];
+        memcpy(buf + len, &k, sizeof k);
+        memcpy(buf + len + sizeof k, ids[i], n_ids[i] * sizeof(int32_t));
+        len += sizeof k + n_ids[i] * sizeof(int32_t);
+    }
+    rcache_key(buf, len, c->cache_key);
+    free(buf);
+    free(head);
+    return 0;
+}
+
+/* A finished cacheable call: store what each choice produced. Only complete results
+ * (stop or length) are stored, never an error or a cancelled one. */
+static void cache_store(struct call *c)
+{
+    if (!c->cache_store)
+        return;
+    json_t *choices = json_array();
+    for (int i = 0; i < c->n_choices; i++) {
+        const struct choice *ch = &c->ch[i];
+        if (!ch->done || (ch->finish != REQUEST_FINISH_STOP &&
+                          ch->finish != REQUEST_FINISH_LENGTH)) {
+            json_decref(choices);
+            return;
+        }
+        json_array_append_new(
+            choices, json_pack("{so so si si si si si}", "content",
+                               json_text(ch->content.p, ch->content.len), "reasoning",
+                               json_text(ch->reasoning.p, ch->reasoning.len), "finish",
+                               (int)ch->finish, "pt", ch->prompt_tokens, "ct",
+                               ch->completion_tokens, "rt", ch->reasoning_tokens, "cached",
+                               ch->cached_tokens));
+    }
+    json_t *j = json_pack("{siso}", "v", 1, "choices", choices);
+    char *val = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (val)
+        rcache_put(c->api->d.rcache, c->key.id, c->cache_key, val, strlen(val));
+    free(val);
+}
+
+/* Fills c's n choices from a stored value; -1 if it does not have that shape. */
+static int cache_fill(struct call *c, const char *val, size_t len, int n)
+{
+    json_t *j = json_loadb(val, len, 0, NULL);
+    json_t *choices = json_object_get(j, "choices");
+    int rc = json_is_array(choices) && json_array_size(choices) == (size_t)n ? 0 : -1;
+    for (int i = 0; !rc && i < n; i++) {
+        struct choice *ch = &c->ch[i];
+        json_t *o = json_array_get(choices, i), *t = json_object_get(o, "content"),
+               *r = json_object_get(o, "reasoning");
+        json_int_t f = json_integer_value(json_object_get(o, "finish"));
+        if (!json_is_string(t) || !json_is_string(r) ||
+            (f != REQUEST_FINISH_STOP && f != REQUEST_FINISH_LENGTH) ||
+            acc_append(&ch->content, json_string_value(t), json_string_length(t)) ||
+            acc_append(&ch->reasoning, json_string_value(r), json_string_length(r))) {
+            rc = -1;
+            break;
+        }
+        ch->done = true;
+        ch->finish = (enum request_finish)f;
+        ch->prompt_tokens = (int32_t)json_integer_value(json_object_get(o, "pt"));
+        ch->completion_tokens = (int32_t)json_integer_value(json_object_get(o, "ct"));
+        ch->reasoning_tokens = (int32_t)json_integer_value(json_object_get(o, "rt"));
+        ch->cached_tokens = (int32_t)json_integer_value(json_object_get(o, "cached"));
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Answers c from the cache (the stream all at once). */
+static void cache_reply(struct call *c)
+{
+    c->cache_hit = true;
+    if (!c->stream) {
+        body_end(c);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply_start(c->req, 200, "OK");
+    c->reply_started = true;
+    for (int i = 0; i < c->n_choices; i++) {
+        struct choice *ch = &c->ch[i];
+        struct request_output o = {.content = ch->content.p, .content_len = ch->content.len,
+                                   .reasoning = ch->reasoning.p,
+                                   .reasoning_len = ch->reasoning.len,
+                                   .state = REQUEST_DONE, .finish = ch->finish};
+        stream_update(c, i, &o);
+    }
+    stream_end(c);
+}
+
+/* Deterministic calls (temperature 0 or a seed) consult the response cache. True when
+ * c has been answered from it (ids[] freed); otherwise c->cache_store says whether to
+ * store the result. Sets X-Cache on cacheable calls. */
+static bool cache_lookup(struct call *c, const struct parsed *p, int32_t **ids,
+                         const size_t *n_ids, int n)
+{
+    struct http_api *a = c->api;
+    const struct sampler_params *sp = &p->rp.sampling;
+    if (!rcache_enabled(a->d.rcache) || (sp->temperature != 0 && !sp->has_seed))
+        return false;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+    const char *cc = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+                                        "Cache-Control");
+    if ((cc && strcasestr(cc, "no-store")) || cache_key_of(c, p, ids, n_ids, n)) {
+        evhttp_add_header(out, "X-Cache", "MISS");
+        return false;
+    }
+    char *val = NULL;
+    size_t len = 0;
+    if (rcache_get(a->d.rcache, c->key.id, c->cache_key, &val, &len)) {
+        c->n_choices = n;
+        if (cache_fill(c, val, len, n) == 0) {
+            free(val);
+            for (int i = 0; i < n; i++)
+                free(ids[i]);
+            evhttp_add_header(out, "X-Cache", "HIT");
+            cache_reply(c);
+            return true;
+        }
+        for (int i = 0; i < n; i++) { /* a malformed entry: generate afresh */
+            free(c->ch[i].content.p);
+            free(c->ch[i].reasoning.p);
+            memset(&c->ch[i], 0, sizeof c->ch[i]);
+        }
+        c->n_choices = 0;
+        LOG(WARN, "%s: a response-cache entry did not parse; ignored", c->id);
+    }
+    free(val);
+    evhttp_add_header(out, "X-Cache", "MISS");
+    c->cache_store = true;
+    return false;
 }
 
 /* ------------------------------------------------------------- handlers */
@@ -995,6 +1194,8 @@ static void call_start(struct http_api *a, struct call *c, struct parsed *p, int
         c->rl_held = true;
         c->rl_reserved = d.reserved_tokens;
     }
+    if (cache_lookup(c, p, ids, n_ids, n))
+        return;
     enum apierr_kind fail = APIERR_N_KINDS;
     struct err e = {0};
     for (int i = 0; i < n; i++) {
@@ -1005,6 +1206,7 @@ static void call_start(struct http_api *a, struct call *c, struct parsed *p, int
             rp.max_tokens = 1;
         if (rp.sampling.has_seed)
             rp.sampling.seed += (uint64_t)i; /* n > 1: distinct but reproducible */
+        snprintf(rp.cache_tag, sizeof rp.cache_tag, "%s", c->key.id);
         if (fail != APIERR_N_KINDS) {
             free(ids[i]);
             continue;
@@ -1069,7 +1271,8 @@ static void on_chat(struct evhttp_request *req, void *arg)
     struct err e = {0};
     if (parse_common(a, body, &p) ||
         parse_messages(body, &msgs, &texts, &n_msgs, &prefix, &p)) {
-        reply_error(a, req, route, APIERR_INVALID_PARAM, p.param, p.msg);
+        reply_error(a, req, route, p.missing ? APIERR_MISSING_FIELD : APIERR_INVALID_PARAM,
+                    p.param, p.msg);
     } else if (encode_chat(a, msgs, n_msgs, prefix, &p, &ids[0], &n_ids[0], &e)) {
         reply_error(a, req, route, e.code == ERR_NOMEM ? APIERR_INTERNAL : APIERR_INVALID_PARAM,
                     "messages", e.msg);
@@ -1101,7 +1304,7 @@ static int encode_prompts(struct http_api *a, json_t *body, struct parsed *p, in
 {
     json_t *pr = json_object_get(body, "prompt");
     if (!pr)
-        return bad(p, "prompt", "required");
+        return missing(p, "prompt");
     if (json_is_string(pr))
         pr = json_pack("[O]", pr), json_object_set_new(body, "prompt", pr);
     size_t np = json_is_array(pr) ? json_array_size(pr) : 0;
@@ -1144,7 +1347,8 @@ static void on_completions(struct evhttp_request *req, void *arg)
     if (parse_common(a, body, &p) || encode_prompts(a, body, &p, ids, n_ids, &n)) {
         for (int i = 0; i < n; i++)
             free(ids[i]);
-        reply_error(a, req, route, APIERR_INVALID_PARAM, p.param, p.msg);
+        reply_error(a, req, route, p.missing ? APIERR_MISSING_FIELD : APIERR_INVALID_PARAM,
+                    p.param, p.msg);
     } else {
         struct call *c = call_new(a, req, route, false, &p, &key);
         if (c) {

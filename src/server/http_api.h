@@ -8,6 +8,12 @@
  *   GET  /ready                200 when accepting work; 503 while loading or draining
  *   GET  /metrics              Prometheus text (server/metrics.h)
  * Everything else is 404; every error is the OpenAI error body (server/apierr.h).
+ *
+ * Caching (docs/API.md "Caching"): each engine request carries the caller's key id as
+ * its prefix-cache tag, and usage reports prompt_cache_hit_tokens / _miss_tokens.
+ * Deterministic requests (temperature 0 or a seed) go through the response cache
+ * when one is configured: "X-Cache: HIT|MISS" on the reply; "Cache-Control:
+ * no-store" on the request neither reads nor writes it.
  * Request and response shapes are in docs/API.md.
  *
  * The event loop thread owns connections and the per-call state; generation runs on
@@ -37,6 +43,7 @@ struct evhttp;
 struct metrics;
 struct auth;
 struct ratelimit;
+struct rcache;
 
 struct http_api_deps {
     struct event_base *base;
@@ -52,6 +59,7 @@ struct http_api_deps {
     int n_ctx;                 /* positions per sequence */
     double temperature, top_p; /* server defaults when a request gives none */
     bool vllm_names;           /* metrics_render's compat names */
+    struct rcache *rcache;     /* response cache (server/rcache.h); NULL: off */
 };
 
 struct http_api;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "ops/keystore.h"
 #include "engine/sched.h"
 #include "server/accesslog.h"
 #include "server/auth.h"
@@ -21,6 +22,7 @@
 #include "server/http_api.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
+#include "server/rcache.h"
 
 #define DRAIN_POLL_MS 50
 
@@ -34,6 +36,8 @@ struct server {
     struct metrics *metrics;
     struct auth *auth;
     struct ratelimit *rl;
+    struct rcache *rcache;
+    struct keystore *ks; /* data keys sealing the Redis cache entries */
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     double drain_deadline;
     char pid_path[CONFIG_PATH_MAX + 32];
@@ -143,6 +147,30 @@ static int server_engine(struct server *s, struct err *err)
     return rc ? rc : sched_start(s->sched, err);
 }
 
+/* The response cache (server/rcache.h): memory tier of --cache-size bytes, Redis at
+ * --cache-url, whose entries are sealed with per-key data keys kept in the log dir
+ * (ops/keystore.h; replicas sharing a Redis must share that file). */
+static int server_rcache(struct server *s, struct err *err)
+{
+    const struct config *cfg = s->p->cfg;
+    struct rcache_params rp = {.mem_bytes = (size_t)cfg->cache_size, .url = cfg->cache_url};
+    if (cfg->cache_url[0]) {
+        char path[CONFIG_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/cache.keys", log_dir_used()[0] ? log_dir_used() : ".");
+        int rc = keystore_open(path, &s->ks, err);
+        if (rc)
+            return rc;
+        rp.ks = s->ks;
+    }
+    int rc = rcache_new(&rp, &s->rcache, err);
+    if (rc)
+        return rc;
+    if (rcache_enabled(s->rcache))
+        LOG(INFO, "response cache: %lld bytes in memory%s", (long long)cfg->cache_size,
+            cfg->cache_url[0] ? " + redis (sealed)" : "");
+    return 0;
+}
+
 static int server_listen(struct server *s, struct err *err)
 {
     const struct config *cfg = s->p->cfg;
@@ -225,6 +253,8 @@ static void server_teardown(struct server *s)
         unlink(s->pid_path);
     accesslog_close();
     ratelimit_free(s->rl);
+    rcache_free(s->rcache);
+    keystore_free(s->ks);
     auth_free(s->auth);
     metrics_free(s->metrics);
 }
@@ -249,7 +279,7 @@ int server_run(const struct server_params *p, struct err *err)
         rc = err_set(err, ERR_NOMEM, "serve: out of memory");
         goto out;
     }
-    if ((rc = server_engine(s, err)))
+    if ((rc = server_engine(s, err)) || (rc = server_rcache(s, err)))
         goto out;
     struct http_api_deps d = {
         .base = s->base, .http = s->http, .sched = s->sched, .tok = p->tok,
@@ -257,7 +287,7 @@ int server_run(const struct server_params *p, struct err *err)
         .metrics = s->metrics, .auth = s->auth, .rl = s->rl,
         .max_body = (size_t)cfg->max_body, .n_ctx = p->n_ctx,
         .temperature = cfg->temperature, .top_p = cfg->top_p,
-        .vllm_names = cfg->metrics_vllm_names,
+        .vllm_names = cfg->metrics_vllm_names, .rcache = s->rcache,
     };
     if ((rc = http_api_new(&d, &s->api, err)) || (rc = server_grpc(s, err)))
         goto out;

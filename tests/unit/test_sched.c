@@ -256,6 +256,41 @@ static void test_cancel_frees_slot(void **state)
     sched_free(s);
 }
 
+/* A request cancelled while queued leaves the queue at the next step, though no slot
+ * frees: its place is open to a new request at once. */
+static void test_cancel_frees_queue_place(void **state)
+{
+    struct fixture *fx = *state;
+    if (!fx)
+        skip();
+    struct sched *s = new_sched(fx, 1, 1, 256);
+    struct request *a = new_req(fx, "one", 200, NULL), *b = new_req(fx, "two", 3, NULL);
+    struct request *c = new_req(fx, "three", 3, NULL);
+    submit(s, a);
+    submit(s, b);
+    sched_step(s, NULL);
+    enum sched_reject why;
+    assert_int_equal(sched_submit(s, c, &why, NULL), ERR_RANGE); /* queue full */
+    assert_int_equal(why, SCHED_REJECT_QUEUE_FULL);
+    request_cancel(b);
+    sched_step(s, NULL);
+    struct sched_stats st;
+    sched_stats(s, &st);
+    assert_int_equal(st.running, 1);
+    assert_int_equal(st.waiting, 0);
+    struct result rb = {0};
+    assert_true(collect(b, &rb));
+    assert_int_equal(rb.finish, REQUEST_FINISH_CANCELLED);
+    assert_int_equal(rb.completion_tokens, 0);
+    submit(s, c); /* b's place is free while a still runs */
+    request_cancel(a);
+    struct result rc = {0};
+    run(s, &c, &rc, 1);
+    assert_int_equal(rc.completion_tokens, 3);
+    request_unref(a), request_unref(b), request_unref(c);
+    sched_free(s);
+}
+
 static void test_stop_string(void **state)
 {
     struct fixture *fx = *state;
@@ -361,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_equals_generate),
         cmocka_unit_test(test_admission),
         cmocka_unit_test(test_cancel_frees_slot),
+        cmocka_unit_test(test_cancel_frees_queue_place),
         cmocka_unit_test(test_stop_string),
         cmocka_unit_test(test_reasoning_split),
     };
