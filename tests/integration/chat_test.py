@@ -42,7 +42,10 @@ class Server:
             self.out = open(os.path.join(TMP, "serve.out"), "w+")
             self.p = subprocess.Popen(
                 [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-dir", self.log_dir, "--config=", "--threads", "1", *args],
+                 "--log-dir", self.log_dir, "--config=", "--threads", "1",
+                 # no gRPC listener (tests run in parallel; 50051 is shared) and no
+                 # response cache (repeated temperature-0 requests must reach the queue)
+                 "--grpc-port", "0", "--cache-size", "0", *args],
                 stdout=self.out, stderr=subprocess.STDOUT)
             if self.wait_ready():
                 self.url = "http://127.0.0.1:%d" % self.port
