@@ -26,6 +26,21 @@ struct model_layer {
     struct kernels_tensor_view gate; /* [n_ff][n_embd] */
     struct kernels_tensor_view up;   /* [n_ff][n_embd] */
     struct kernels_tensor_view down; /* [n_embd][n_ff] */
+    /* deepseek2 (arch_deepseek2.c); 3-D tensors are views of all heads' / experts'
+     * rows stacked, head or expert i being rows [i*per, (i+1)*per). */
+    struct kernels_tensor_view wq_a;  /* [q_lora][n_embd] (q_lora_rank > 0; wq unused) */
+    const float *q_a_norm;           /* [q_lora] */
+    struct kernels_tensor_view wq_b;  /* [n_head*head_dim][q_lora] */
+    struct kernels_tensor_view wkv_a; /* [kv_lora + n_rot][n_embd] latent and shared rope key */
+    const float *kv_a_norm;          /* [kv_lora] */
+    struct kernels_tensor_view wk_b;  /* [n_head][kv_lora][qk_nope] absorbs q_nope */
+    struct kernels_tensor_view wv_b;  /* [n_head][v_head][kv_lora] expands the latent */
+    struct kernels_tensor_view gate_inp; /* [n_expert][n_embd] router */
+    const float *exp_probs_b;        /* [n_expert] selection bias (V3) or NULL */
+    struct kernels_tensor_view gate_exps, up_exps; /* [n_expert][n_ff_exp][n_embd] */
+    struct kernels_tensor_view down_exps;          /* [n_expert][n_embd][n_ff_exp] */
+    struct kernels_tensor_view gate_shexp, up_shexp; /* [n_ff_exp*n_shared][n_embd] */
+    struct kernels_tensor_view down_shexp;           /* [n_embd][n_ff_exp*n_shared] */
 };
 
 struct model {
@@ -64,6 +79,7 @@ struct forward {
     int *seq_next;  /* [n_seq] batch checks: next position expected in this batch */
     void *act[ARCH_ACT_N];            /* quantized activations, or NULL if unused */
     const float *act_src[ARCH_ACT_N]; /* which input each slot holds (NULL: stale) */
+    struct arch_ds2 *ds2;             /* deepseek2 scratch (arch_deepseek2.c), or NULL */
 };
 
 /* One matrix product of a batch: y [n_tok][W->rows] = x [n_tok][W->cols] times W. */
@@ -82,5 +98,18 @@ int arch_matmul(struct forward *f, const struct arch_mm *mm, int n_mm, int n_tok
 /* The llama / qwen2 forward pass over a checked batch. */
 int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
                        struct err *err);
+
+/* deepseek2 (MLA + MoE): its own scratch, made by forward_new after the common one
+ * and released by forward_free (accepts a context without it), and its pass. */
+int arch_deepseek2_alloc(struct forward *f, struct err *err);
+void arch_deepseek2_free(struct forward *f);
+int arch_deepseek2_forward(struct forward *f, const struct forward_entry *e, int n,
+                           struct err *err);
+/* One token's expert choice: probs [n_expert] holds the router logits and is turned into
+ * probabilities in place; bias (exp_probs_b) may be NULL; selp [n_expert] and taken
+ * [n_expert] are scratch. Writes the n_expert_used chosen experts, best first, and their
+ * weights (normalised and scaled as the model says). */
+void arch_deepseek2_route(const struct model_hparams *hp, float *probs, const float *bias,
+                          float *selp, unsigned char *taken, int *sel, float *w);
 
 #endif

@@ -11,6 +11,7 @@
 #include "model/arch.h"
 
 #define MM_ROW_ALIGN 16 /* rows per thread share are a multiple of this */
+#define MM_QUANT_INLINE 2 /* batches this small quantize activations on the caller */
 
 void forward_params_default(struct forward_params *p)
 {
@@ -40,7 +41,7 @@ static void act_sizes(const struct model *m, size_t need[ARCH_ACT_N])
     const struct model_hparams *hp = &m->hp;
     memset(need, 0, sizeof(size_t) * ARCH_ACT_N);
     for (int il = -1; il < hp->n_layer; il++) {
-        const struct kernels_tensor_view *v[7];
+        const struct kernels_tensor_view *v[20];
         int nv = 0;
         if (il < 0) {
             v[nv++] = &m->output;
@@ -48,6 +49,11 @@ static void act_sizes(const struct model *m, size_t need[ARCH_ACT_N])
             const struct model_layer *L = &m->layers[il];
             v[nv++] = &L->wq, v[nv++] = &L->wk, v[nv++] = &L->wv, v[nv++] = &L->wo;
             v[nv++] = &L->gate, v[nv++] = &L->up, v[nv++] = &L->down;
+            /* deepseek2 (unbound views are F32: no slot) */
+            v[nv++] = &L->wq_a, v[nv++] = &L->wq_b, v[nv++] = &L->wkv_a;
+            v[nv++] = &L->wk_b, v[nv++] = &L->wv_b, v[nv++] = &L->gate_inp;
+            v[nv++] = &L->gate_exps, v[nv++] = &L->up_exps, v[nv++] = &L->down_exps;
+            v[nv++] = &L->gate_shexp, v[nv++] = &L->up_shexp, v[nv++] = &L->down_shexp;
         }
         for (int i = 0; i < nv; i++) {
             int s = act_slot(v[i]->type);
@@ -112,11 +118,16 @@ int forward_new(const struct model *m, const struct forward_params *p, struct fo
                      "ctx %d)", f->p.max_batch, f->p.n_seq, f->p.n_ctx);
     if (!rc)
         rc = threadpool_new(f->p.n_threads, &f->pool, err);
-    if (!rc)
+    if (!rc && m->hp.arch == MODEL_ARCH_DEEPSEEK2) /* MLA: one latent row, no V */
+        rc = kvcache_new_kv(f->p.n_seq, m->hp.n_layer, f->p.n_ctx,
+                            m->hp.kv_lora_rank + m->hp.n_rot, 0, f->p.kv_type, &f->kv, err);
+    else if (!rc)
         rc = kvcache_new(f->p.n_seq, m->hp.n_layer, f->p.n_ctx,
                          m->hp.n_head_kv * m->hp.head_dim, f->p.kv_type, &f->kv, err);
     if (!rc)
         rc = alloc_scratch(f, err);
+    if (!rc && m->hp.arch == MODEL_ARCH_DEEPSEEK2)
+        rc = arch_deepseek2_alloc(f, err);
     if (rc) {
         forward_free(f);
         return rc;
@@ -129,6 +140,7 @@ void forward_free(struct forward *f)
 {
     if (!f)
         return;
+    arch_deepseek2_free(f);
     threadpool_free(f->pool);
     kvcache_free(f->kv);
     float *bufs[] = {f->x, f->xn, f->q, f->k, f->v, f->att, f->tmp, f->gate, f->up,
@@ -198,7 +210,8 @@ int forward_batch(struct forward *f, const struct forward_entry *e, int n,
         return rc;
     for (int i = 0; i < n; i++) /* cannot fail: checked above */
         (void)kvcache_seq_advance(f->kv, e[i].seq, e[i].pos);
-    rc = arch_llama_forward(f, e, n, err);
+    rc = f->m->hp.arch == MODEL_ARCH_DEEPSEEK2 ? arch_deepseek2_forward(f, e, n, err)
+                                                : arch_llama_forward(f, e, n, err);
     if (rc) {
         for (int i = 0; i < n; i++) /* the rows written are garbage now */
             if (kvcache_seq_len(f->kv, e[i].seq) > e[i].pos)
@@ -277,7 +290,10 @@ int arch_matmul(struct forward *f, const struct arch_mm *mm, int n_mm, int n_tok
             if (!src[s]) {
                 struct quant_task q = {mm[i].W->type, mm[i].x, mm[i].W->cols, n_tok,
                                        f->act[s], 0};
-                threadpool_run(f->pool, quant_worker, &q);
+                if (n_tok <= MM_QUANT_INLINE) /* a pool run costs more than the work */
+                    quant_worker(&q, 0, 1);
+                else
+                    threadpool_run(f->pool, quant_worker, &q);
                 if (atomic_load(&q.rc))
                     return err_set(err, ERR_INTERNAL, "forward: quantizing activations "
                                    "for a %s matrix failed", kernels_type_name(q.w));

@@ -9,6 +9,10 @@
  * position p makes the length p + 1 (positions after p are forgotten), so rolling a
  * sequence back is writing at an earlier position, and clearing is setting length 0.
  *
+ * An architecture whose attention reads one cached row per token (deepseek2's MLA: the
+ * compressed latent plus the shared rope key) makes the cache with kvcache_new_kv and
+ * v_dim 0: the V region is then empty and kvcache_put ignores v.
+ *
  * Ownership: the cache owns its memory (one allocation, made at creation; nothing is
  * allocated afterwards). Threading: owned by the engine thread; kvcache_put and the row
  * readers may be called from pool workers for disjoint (seq, layer, pos) rows.
@@ -27,11 +31,14 @@ struct kvcache; /* opaque */
 /* type is KERNELS_F16 or KERNELS_F32. ERR_INVALID (zero size, other type), ERR_NOMEM. */
 int kvcache_new(int n_seq, int n_layer, int n_ctx, int kv_dim, enum kernels_type type,
                 struct kvcache **out, struct err *err);
+/* K rows of k_dim and V rows of v_dim elements (v_dim may be 0: no V region). */
+int kvcache_new_kv(int n_seq, int n_layer, int n_ctx, int k_dim, int v_dim,
+                   enum kernels_type type, struct kvcache **out, struct err *err);
 void kvcache_free(struct kvcache *kv); /* accepts NULL */
 
 int kvcache_n_seq(const struct kvcache *kv);
 int kvcache_n_ctx(const struct kvcache *kv);
-int kvcache_kv_dim(const struct kvcache *kv);
+int kvcache_kv_dim(const struct kvcache *kv); /* the K row's elements */
 enum kernels_type kvcache_type(const struct kvcache *kv);
 size_t kvcache_bytes(const struct kvcache *kv); /* memory held */
 
@@ -50,6 +57,7 @@ void kvcache_put(struct kvcache *kv, int seq, int layer, int pos, const float *k
 /* The first K / V row of (seq, layer); row p is at + p * kvcache_row_bytes(). */
 const void *kvcache_k(const struct kvcache *kv, int seq, int layer);
 const void *kvcache_v(const struct kvcache *kv, int seq, int layer);
-size_t kvcache_row_bytes(const struct kvcache *kv);
+size_t kvcache_row_bytes(const struct kvcache *kv);   /* of a K row */
+size_t kvcache_v_row_bytes(const struct kvcache *kv); /* of a V row (0: no V) */
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * model: reads the hyper-parameters of a llama-family GGUF and binds every tensor to a
- * checked kernels_tensor_view. The key and tensor names come from shapes.h, the one
+ * model: reads the hyper-parameters of a llama-family or deepseek2 GGUF and binds every
+ * tensor to a checked kernels_tensor_view. The key and tensor names come from shapes.h, the one
  * place that spells them.
  */
 #include "model/model.h"
@@ -26,10 +26,12 @@ static int opt_u32(const struct gguf *g, const char *fmt, const char *arch, uint
                    struct err *err)
 {
     char key[128];
+    uint32_t def = *out; /* gguf clears *out on failure: keep the caller's default */
     arch_key(key, sizeof(key), fmt, arch);
     int rc = gguf_get_u32(g, key, out, err);
     if (rc == ERR_NOTFOUND) {
         err_clear(err);
+        *out = def;
         return 1;
     }
     return rc;
@@ -38,6 +40,7 @@ static int opt_u32(const struct gguf *g, const char *fmt, const char *arch, uint
 static int req_u32(const struct gguf *g, const char *fmt, const char *arch, uint32_t *out,
                    struct err *err)
 {
+    *out = 0;
     int rc = opt_u32(g, fmt, arch, out, err);
     if (rc == 1) {
         char key[128];
@@ -51,10 +54,12 @@ static int opt_f32(const struct gguf *g, const char *fmt, const char *arch, floa
                    struct err *err)
 {
     char key[128];
+    float def = *out;
     arch_key(key, sizeof(key), fmt, arch);
     int rc = gguf_get_f32(g, key, out, err);
     if (rc == ERR_NOTFOUND) {
         err_clear(err);
+        *out = def;
         return 1;
     }
     return rc;
@@ -105,7 +110,7 @@ static int read_hparams(const struct gguf *g, const char *arch, struct model_hpa
                         struct err *err)
 {
     uint32_t n_layer, n_ctx, n_embd, n_ff, n_head, n_head_kv, head_dim = 0, n_rot = 0;
-    float base = 10000.0f, eps;
+    float base = 10000.0f, eps = 0.0f;
     int rc;
     if ((rc = req_u32(g, SHAPES_KV_BLOCK_COUNT, arch, &n_layer, err)) ||
         (rc = req_u32(g, SHAPES_KV_CONTEXT_LENGTH, arch, &n_ctx, err)) ||
@@ -154,6 +159,128 @@ static int read_hparams(const struct gguf *g, const char *arch, struct model_hpa
     hp->rms_eps = eps;
     hp->rope_freq_base = base;
     return read_rope_scaling(g, arch, hp, err);
+}
+
+/* ---------------------------------------------------------------- deepseek2 keys */
+
+/* Keys llama.cpp reads that shapes.h does not spell (mkmodel never writes them). */
+#define DS2_KV_NEXTN "%s.nextn_predict_layers"
+#define DS2_KV_ROPE_ATTN_FACTOR "%s.rope.scaling.attn_factor"
+
+static int opt_bool(const struct gguf *g, const char *fmt, const char *arch, bool *out,
+                    struct err *err)
+{
+    char key[128];
+    bool def = *out;
+    arch_key(key, sizeof(key), fmt, arch);
+    int rc = gguf_get_bool(g, key, out, err);
+    if (rc == ERR_NOTFOUND) {
+        err_clear(err);
+        *out = def;
+        return 1;
+    }
+    return rc;
+}
+
+/* MLA ranks and head split. Files converted before llama.cpp split kv_b_proj have no
+ * key_length_mla and an attn_kv_b tensor instead of attn_k_b / attn_v_b. */
+static int read_mla(const struct gguf *g, const char *arch, struct model_hparams *hp,
+                    struct err *err)
+{
+    uint32_t q_lora = 0, kv_lora = 0, k_mla = 0, v_mla = 0;
+    int rc;
+    if ((rc = opt_u32(g, SHAPES_KV_Q_LORA_RANK, arch, &q_lora, err)) < 0 ||
+        (rc = req_u32(g, SHAPES_KV_KV_LORA_RANK, arch, &kv_lora, err)) ||
+        (rc = opt_u32(g, SHAPES_KV_KEY_LENGTH_MLA, arch, &k_mla, err)) < 0 ||
+        (rc = opt_u32(g, SHAPES_KV_VALUE_LENGTH_MLA, arch, &v_mla, err)) < 0)
+        return rc;
+    if (k_mla == 0 || v_mla == 0)
+        return err_set(err, ERR_UNSUPPORTED, "%s: deepseek2 file without %s.attention."
+                       "key_length_mla (an unsplit attn_kv_b from an older converter); "
+                       "reconvert it with a current convert_hf_to_gguf.py", gguf_path(g), arch);
+    const uint32_t lim = 1u << 16;
+    if (kv_lora == 0 || kv_lora > lim || q_lora > lim || v_mla > lim ||
+        k_mla <= (uint32_t)hp->n_rot || k_mla > 1024 || hp->n_head_kv != 1)
+        return err_set(err, ERR_RANGE, "%s: implausible MLA shape (q_lora %u, kv_lora %u, "
+                       "key_length_mla %u, rope dims %d, value_length_mla %u, %d kv heads)",
+                       gguf_path(g), q_lora, kv_lora, k_mla, hp->n_rot, v_mla, hp->n_head_kv);
+    hp->q_lora_rank = (int)q_lora;
+    hp->kv_lora_rank = (int)kv_lora;
+    hp->head_dim = (int)k_mla;
+    hp->qk_nope = (int)k_mla - hp->n_rot;
+    hp->v_head_dim = (int)v_mla;
+    return 0;
+}
+
+static int read_moe(const struct gguf *g, const char *arch, struct model_hparams *hp,
+                    struct err *err)
+{
+    uint32_t lead = 0, n_exp = 0, used = 0, shared = 0, ff_exp = 0, groups = 1, gused = 1;
+    uint32_t gating = 0;
+    int rc;
+    if ((rc = opt_u32(g, SHAPES_KV_LEADING_DENSE, arch, &lead, err)) < 0 ||
+        (rc = req_u32(g, SHAPES_KV_EXPERT_COUNT, arch, &n_exp, err)) ||
+        (rc = req_u32(g, SHAPES_KV_EXPERT_USED, arch, &used, err)) ||
+        (rc = opt_u32(g, SHAPES_KV_EXPERT_SHARED, arch, &shared, err)) < 0 ||
+        (rc = req_u32(g, SHAPES_KV_EXPERT_FF, arch, &ff_exp, err)) ||
+        (rc = opt_u32(g, SHAPES_KV_EXPERT_GROUPS, arch, &groups, err)) < 0 ||
+        (rc = opt_u32(g, SHAPES_KV_EXPERT_GROUPS_USED, arch, &gused, err)) < 0 ||
+        (rc = opt_u32(g, SHAPES_KV_EXPERT_GATING, arch, &gating, err)) < 0 ||
+        (rc = opt_f32(g, SHAPES_KV_EXPERT_SCALE, arch, &hp->expert_weights_scale, err)) < 0 ||
+        (rc = opt_bool(g, SHAPES_KV_EXPERT_NORM, arch, &hp->expert_weights_norm, err)) < 0)
+        return rc;
+    if (gating == 0) /* absent in early V2 files: softmax, as llama.cpp assumes */
+        gating = 1;
+    if (groups == 0)
+        groups = 1;
+    if (n_exp == 0 || n_exp > 4096 || used == 0 || used > n_exp || ff_exp == 0 ||
+        ff_exp > (1u << 20) || shared > 64 || groups > 64 || n_exp % groups != 0 || gused == 0 ||
+        gused > groups || (groups > 1 && n_exp / groups < 2) || (gating != 1 && gating != 2) ||
+        !isfinite(hp->expert_weights_scale))
+        return err_set(err, ERR_RANGE, "%s: implausible MoE shape (%u experts, %u used, %u "
+                       "shared, ff %u, %u groups, %u used, gating %u)", gguf_path(g), n_exp,
+                       used, shared, ff_exp, groups, gused, gating);
+    hp->n_dense_lead = (int)(lead < (uint32_t)hp->n_layer ? lead : (uint32_t)hp->n_layer);
+    hp->n_expert = (int)n_exp;
+    hp->n_expert_used = (int)used;
+    hp->n_expert_shared = (int)shared;
+    hp->n_ff_exp = (int)ff_exp;
+    hp->n_group = (int)groups;
+    hp->n_group_used = (int)gused;
+    hp->expert_gating = (int)gating;
+    return 0;
+}
+
+/* deepseek2 on top of the common keys: skipped next-token-prediction blocks, MLA, MoE,
+ * and the YaRN terms llama.cpp folds into the attention scale. */
+static int read_deepseek2(const struct gguf *g, const char *arch, struct model_hparams *hp,
+                          struct err *err)
+{
+    uint32_t nextn = 0;
+    float log_mul = 0.0f;
+    int rc;
+    if ((rc = opt_u32(g, DS2_KV_NEXTN, arch, &nextn, err)) < 0)
+        return rc;
+    if (nextn >= (uint32_t)hp->n_layer)
+        return err_set(err, ERR_RANGE, "%s: %s.nextn_predict_layers %u leaves no block of %d",
+                       gguf_path(g), arch, nextn, hp->n_layer);
+    hp->n_layer_nextn = (int)nextn;
+    hp->n_layer -= (int)nextn;
+    hp->rope_attn_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    if ((rc = read_mla(g, arch, hp, err)) || (rc = read_moe(g, arch, hp, err)) ||
+        (rc = opt_f32(g, SHAPES_KV_YARN_LOG_MUL, arch, &log_mul, err)) < 0 ||
+        (rc = opt_f32(g, DS2_KV_ROPE_ATTN_FACTOR, arch, &hp->rope_attn_factor, err)) < 0 ||
+        (rc = opt_f32(g, SHAPES_KV_YARN_BETA_FAST, arch, &hp->yarn_beta_fast, err)) < 0 ||
+        (rc = opt_f32(g, SHAPES_KV_YARN_BETA_SLOW, arch, &hp->yarn_beta_slow, err)) < 0)
+        return rc;
+    /* The converter stores 0.1 * mscale_all_dim; llama.cpp divides it back out. */
+    hp->rope_yarn_log_mul = log_mul / 0.1f;
+    if (!isfinite(hp->rope_yarn_log_mul) || !(hp->rope_attn_factor > 0.0f))
+        return err_set(err, ERR_RANGE, "%s: bad yarn_log_multiplier %g / attn_factor %g",
+                       gguf_path(g), (double)log_mul, (double)hp->rope_attn_factor);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- tensors */
@@ -210,6 +337,10 @@ static int bind_vector(const struct gguf *g, const char *name, int64_t n, bool o
     return 0;
 }
 
+static int bind_matrix_rows(const struct gguf *g, const char *name, const struct gguf_tensor *t,
+                            int64_t cols, int64_t rows, struct kernels_tensor_view *v,
+                            struct err *err);
+
 static int bind_matrix(const struct gguf *g, const char *name, int64_t cols, int64_t rows,
                        bool optional, struct kernels_tensor_view *v, struct err *err)
 {
@@ -218,6 +349,14 @@ static int bind_matrix(const struct gguf *g, const char *name, int64_t cols, int
     int rc = find_checked(g, name, cols, rows, optional, &t, err);
     if (rc || !t)
         return rc;
+    return bind_matrix_rows(g, name, t, cols, rows, v, err);
+}
+
+/* Type and size checks of a found tensor read as `rows` rows of `cols`. */
+static int bind_matrix_rows(const struct gguf *g, const char *name, const struct gguf_tensor *t,
+                            int64_t cols, int64_t rows, struct kernels_tensor_view *v,
+                            struct err *err)
+{
     size_t rb = kernels_type_known((int)t->type) && t->type != GGML_TYPE_Q8_K
                     ? kernels_row_bytes((enum kernels_type)t->type, cols) : 0;
     if (rb == 0)
@@ -276,6 +415,116 @@ static int bind_layer(struct model *m, int il, struct err *err)
     return 0;
 }
 
+/* A 3-D weight [cols, rows, n] (one matrix per head or expert) as one view of n * rows
+ * stacked rows. */
+static int bind_matrix3(const struct gguf *g, const char *name, int64_t cols, int64_t rows,
+                        int64_t n, struct kernels_tensor_view *v, struct err *err)
+{
+    memset(v, 0, sizeof(*v));
+    const struct gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t)
+        return err_set(err, ERR_NOTFOUND, "%s: tensor %s is missing", gguf_path(g), name);
+    int64_t want[GGUF_MAX_DIMS] = {cols, rows, n, 1};
+    for (int i = 0; i < GGUF_MAX_DIMS; i++) {
+        if (t->ne[i] != want[i]) {
+            char a[96], b[96];
+            return err_set(err, ERR_FORMAT, "%s: tensor %s has shape %s, expected %s",
+                           gguf_path(g), name, dims_str(a, sizeof(a), (int)t->n_dims, t->ne),
+                           dims_str(b, sizeof(b), 3, want));
+        }
+    }
+    return bind_matrix_rows(g, name, t, cols, rows * n, v, err);
+}
+
+/* Multi-head latent attention: q (plain or q-LoRA), the latent projection, k_b / v_b. */
+static int bind_mla(const struct gguf *g, const struct model_hparams *hp, int il,
+                    struct model_layer *L, struct err *err)
+{
+    int64_t E = hp->n_embd, H = hp->n_head, Q = H * hp->head_dim, Lr = hp->kv_lora_rank;
+    char n[8][64];
+    int rc;
+    snprintf(n[0], 64, SHAPES_TN_ATTN_KV_A_MQA, il);
+    snprintf(n[1], 64, SHAPES_TN_ATTN_KV_A_NORM, il);
+    snprintf(n[2], 64, SHAPES_TN_ATTN_K_B, il);
+    snprintf(n[3], 64, SHAPES_TN_ATTN_V_B, il);
+    snprintf(n[4], 64, SHAPES_TN_ATTN_OUT, il);
+    if ((rc = bind_matrix(g, n[0], E, Lr + hp->n_rot, false, &L->wkv_a, err)) ||
+        (rc = bind_vector(g, n[1], Lr, false, &L->kv_a_norm, err)) ||
+        (rc = bind_matrix3(g, n[2], hp->qk_nope, Lr, H, &L->wk_b, err)) ||
+        (rc = bind_matrix3(g, n[3], Lr, hp->v_head_dim, H, &L->wv_b, err)) ||
+        (rc = bind_matrix(g, n[4], H * hp->v_head_dim, E, false, &L->wo, err)))
+        return rc;
+    if (hp->q_lora_rank == 0) {
+        snprintf(n[5], 64, SHAPES_TN_ATTN_Q, il);
+        return bind_matrix(g, n[5], E, Q, false, &L->wq, err);
+    }
+    snprintf(n[5], 64, SHAPES_TN_ATTN_Q_A, il);
+    snprintf(n[6], 64, SHAPES_TN_ATTN_Q_A_NORM, il);
+    snprintf(n[7], 64, SHAPES_TN_ATTN_Q_B, il);
+    if ((rc = bind_matrix(g, n[5], E, hp->q_lora_rank, false, &L->wq_a, err)) ||
+        (rc = bind_vector(g, n[6], hp->q_lora_rank, false, &L->q_a_norm, err)) ||
+        (rc = bind_matrix(g, n[7], hp->q_lora_rank, Q, false, &L->wq_b, err)))
+        return rc;
+    return 0;
+}
+
+/* Router, optional selection bias, routed experts and shared experts. */
+static int bind_moe(const struct gguf *g, const struct model_hparams *hp, int il,
+                    struct model_layer *L, struct err *err)
+{
+    int64_t E = hp->n_embd, X = hp->n_expert, F = hp->n_ff_exp;
+    int64_t S = (int64_t)hp->n_ff_exp * hp->n_expert_shared;
+    char n[8][64];
+    int rc;
+    snprintf(n[0], 64, SHAPES_TN_FFN_GATE_INP, il);
+    snprintf(n[1], 64, SHAPES_TN_FFN_EXP_PROBS_B, il);
+    snprintf(n[2], 64, SHAPES_TN_FFN_GATE_EXPS, il);
+    snprintf(n[3], 64, SHAPES_TN_FFN_UP_EXPS, il);
+    snprintf(n[4], 64, SHAPES_TN_FFN_DOWN_EXPS, il);
+    if ((rc = bind_matrix(g, n[0], E, X, false, &L->gate_inp, err)) ||
+        (rc = bind_vector(g, n[1], X, true, &L->exp_probs_b, err)) ||
+        (rc = bind_matrix3(g, n[2], E, F, X, &L->gate_exps, err)) ||
+        (rc = bind_matrix3(g, n[3], E, F, X, &L->up_exps, err)) ||
+        (rc = bind_matrix3(g, n[4], F, E, X, &L->down_exps, err)))
+        return rc;
+    if (S == 0)
+        return 0;
+    snprintf(n[5], 64, SHAPES_TN_FFN_GATE_SHEXP, il);
+    snprintf(n[6], 64, SHAPES_TN_FFN_UP_SHEXP, il);
+    snprintf(n[7], 64, SHAPES_TN_FFN_DOWN_SHEXP, il);
+    if ((rc = bind_matrix(g, n[5], E, S, false, &L->gate_shexp, err)) ||
+        (rc = bind_matrix(g, n[6], E, S, false, &L->up_shexp, err)) ||
+        (rc = bind_matrix(g, n[7], S, E, false, &L->down_shexp, err)))
+        return rc;
+    return 0;
+}
+
+static int bind_layer_deepseek2(struct model *m, int il, struct err *err)
+{
+    const struct gguf *g = m->g;
+    const struct model_hparams *hp = &m->hp;
+    struct model_layer *L = &m->layers[il];
+    int64_t E = hp->n_embd, F = hp->n_ff;
+    char n[5][64];
+    int rc;
+    snprintf(n[0], 64, SHAPES_TN_ATTN_NORM, il);
+    snprintf(n[1], 64, SHAPES_TN_FFN_NORM, il);
+    if ((rc = bind_vector(g, n[0], E, false, &L->attn_norm, err)) ||
+        (rc = bind_vector(g, n[1], E, false, &L->ffn_norm, err)) ||
+        (rc = bind_mla(g, hp, il, L, err)))
+        return rc;
+    if (il >= hp->n_dense_lead)
+        return bind_moe(g, hp, il, L, err);
+    snprintf(n[2], 64, SHAPES_TN_FFN_GATE, il);
+    snprintf(n[3], 64, SHAPES_TN_FFN_UP, il);
+    snprintf(n[4], 64, SHAPES_TN_FFN_DOWN, il);
+    if ((rc = bind_matrix(g, n[2], E, F, false, &L->gate, err)) ||
+        (rc = bind_matrix(g, n[3], E, F, false, &L->up, err)) ||
+        (rc = bind_matrix(g, n[4], F, E, false, &L->down, err)))
+        return rc;
+    return 0;
+}
+
 static int bind_tensors(struct model *m, struct err *err)
 {
     const struct gguf *g = m->g;
@@ -300,7 +549,8 @@ static int bind_tensors(struct model *m, struct err *err)
         m->output = m->tok_embd;
     hp->has_rope_freqs = m->rope_freqs != NULL;
     for (int il = 0; il < hp->n_layer; il++)
-        if ((rc = bind_layer(m, il, err)))
+        if ((rc = hp->arch == MODEL_ARCH_DEEPSEEK2 ? bind_layer_deepseek2(m, il, err)
+                                                   : bind_layer(m, il, err)))
             return rc;
     return 0;
 }
@@ -314,6 +564,7 @@ static const struct {
 } arch_table[] = {
     {"llama", MODEL_ARCH_LLAMA, false, false},
     {"qwen2", MODEL_ARCH_QWEN2, true, true},
+    {"deepseek2", MODEL_ARCH_DEEPSEEK2, false, false},
 };
 
 static int read_arch(const struct gguf *g, struct model_hparams *hp, struct err *err)
@@ -334,11 +585,8 @@ static int read_arch(const struct gguf *g, struct model_hparams *hp, struct err 
             return 0;
         }
     }
-    if (len == 9 && memcmp(s, "deepseek2", 9) == 0)
-        return err_set(err, ERR_UNSUPPORTED, "%s: architecture deepseek2 (MLA + MoE) is not "
-                       "supported yet; supported: llama, qwen2", gguf_path(g));
     return err_set(err, ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported "
-                   "(llama, qwen2)", gguf_path(g), (int)(len > 64 ? 64 : len), s);
+                   "(llama, qwen2, deepseek2)", gguf_path(g), (int)(len > 64 ? 64 : len), s);
 }
 
 int model_load(const struct gguf *g, struct model **out, struct err *err)
@@ -351,6 +599,8 @@ int model_load(const struct gguf *g, struct model **out, struct err *err)
     int rc = read_arch(g, &m->hp, err);
     if (!rc)
         rc = read_hparams(g, m->hp.arch_name, &m->hp, err);
+    if (!rc && m->hp.arch == MODEL_ARCH_DEEPSEEK2)
+        rc = read_deepseek2(g, m->hp.arch_name, &m->hp, err);
     if (!rc) {
         m->layers = calloc((size_t)m->hp.n_layer, sizeof(*m->layers));
         rc = m->layers ? bind_tensors(m, err)

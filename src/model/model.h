@@ -1,9 +1,8 @@
 /*
  * model: a loaded GGUF model: its architecture, hyper-parameters and weights.
  *
- * Loading reads general.architecture (llama and qwen2 are supported; deepseek2 is
- * recognised and refused with ERR_UNSUPPORTED for now), the `<arch>.*` hyper-parameter
- * keys, and then locates and validates every tensor the architecture needs: a missing
+ * Loading reads general.architecture (llama, qwen2, deepseek2), the `<arch>.*`
+ * hyper-parameter keys, and then locates and validates every tensor the architecture needs: a missing
  * tensor, a shape that does not match the hyper-parameters or an element type the
  * kernels cannot multiply is an error naming the file and the tensor. The weights are
  * kernels_tensor_views into the file's mapping: nothing is copied.
@@ -23,11 +22,11 @@
 
 struct model; /* opaque */
 
-enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2 };
+enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_DEEPSEEK2 };
 
 struct model_hparams {
     enum model_arch arch;
-    const char *arch_name;  /* "llama", "qwen2" */
+    const char *arch_name;  /* "llama", "qwen2", "deepseek2" */
     int n_vocab;            /* rows of token_embd.weight */
     int n_ctx_train;        /* <arch>.context_length */
     int n_embd, n_ff, n_layer;
@@ -43,6 +42,23 @@ struct model_hparams {
     bool has_rope_freqs;    /* llama3 rope_freqs.weight divisors present */
     bool has_qkv_bias;      /* qwen2 */
     bool tied_output;       /* no output.weight: token_embd is the output matrix */
+
+    /* deepseek2 only (zero otherwise); see docs/DEEPSEEK2.md. head_dim is then
+     * key_length_mla (qk_nope + n_rot), n_head_kv 1, n_ff the dense blocks' width. */
+    int n_layer_nextn;      /* next-token-prediction blocks after n_layer: not loaded */
+    int q_lora_rank;        /* 0: plain attn_q */
+    int kv_lora_rank;       /* latent width; the cache row is kv_lora_rank + n_rot */
+    int qk_nope;            /* non-rotated part of a query/key head */
+    int v_head_dim;         /* value_length_mla */
+    float rope_yarn_log_mul; /* mscale_all_dim: the GGUF's yarn_log_multiplier / 0.1 */
+    float rope_attn_factor; /* rope.scaling.attn_factor, default 1 */
+    float yarn_beta_fast, yarn_beta_slow;
+    int n_dense_lead;       /* leading blocks with a dense feed-forward */
+    int n_expert, n_expert_used, n_expert_shared, n_ff_exp;
+    int n_group, n_group_used; /* group-limited routing (V3); 1, 1 = off */
+    int expert_gating;      /* 1 softmax (V2), 2 sigmoid (V3) */
+    bool expert_weights_norm;
+    float expert_weights_scale; /* 0 or 1: not scaled */
 };
 
 /* Opens `path` and loads it; the model owns the mapping. */
