@@ -207,20 +207,45 @@ static int check_view(const struct kernels_tensor_view *W, int n_tok, int64_t rb
     return 0;
 }
 
-/* Row by row; tokens in groups of KERNELS_NX so a weight block is unpacked once for
- * several tokens. The weight row stays in L1 across the groups. */
-static void run_rows(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
-                     size_t x_stride, float *y, int n_tok, int64_t rb, int64_t re)
+/* Cache blocking for many tokens (prefill): a block of rows (at most MM_W_BLOCK bytes of
+ * weights, L2-resident) meets chunks of tokens (at most MM_X_BLOCK bytes of activations,
+ * also L2); inside, row by row with tokens in groups of KERNELS_NX so a weight block is
+ * unpacked once for several tokens while the weight row stays in L1. Weights stream from
+ * memory once; without the blocking a wide matrix (ffn_down's 8960 columns) re-read
+ * every token's activations from L3 for each row. One token (decode) is the plain
+ * row loop. */
+#define MM_W_BLOCK (192 * 1024)
+#define MM_X_BLOCK (512 * 1024)
+
+static void run_tile(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
+                     size_t x_stride, float *y, int t0, int t1, int64_t rb, int64_t re)
 {
     float out[KERNELS_NX];
     for (int64_t r = rb; r < re; r++) {
         const void *w = (const char *)W->data + (size_t)r * W->row_bytes;
-        for (int t = 0; t < n_tok; t += KERNELS_NX) {
-            int nx = n_tok - t < KERNELS_NX ? n_tok - t : KERNELS_NX;
+        for (int t = t0; t < t1; t += KERNELS_NX) {
+            int nx = t1 - t < KERNELS_NX ? t1 - t : KERNELS_NX;
             dot(w, (const char *)x + (size_t)t * x_stride, x_stride, nx, W->cols, out);
             for (int k = 0; k < nx; k++)
                 y[(size_t)(t + k) * (size_t)W->rows + (size_t)r] = out[k];
         }
+    }
+}
+
+static void run_rows(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
+                     size_t x_stride, float *y, int n_tok, int64_t rb, int64_t re)
+{
+    int64_t rows_blk = (int64_t)(MM_W_BLOCK / (W->row_bytes ? W->row_bytes : 1));
+    int tok_blk = (int)(MM_X_BLOCK / (x_stride ? x_stride : 1)) / KERNELS_NX * KERNELS_NX;
+    if (rows_blk < 1)
+        rows_blk = 1;
+    if (tok_blk < KERNELS_NX)
+        tok_blk = KERNELS_NX;
+    for (int64_t r0 = rb; r0 < re; r0 += rows_blk) {
+        int64_t r1 = r0 + rows_blk < re ? r0 + rows_blk : re;
+        for (int t0 = 0; t0 < n_tok; t0 += tok_blk)
+            run_tile(dot, W, x, x_stride, y, t0, t0 + tok_blk < n_tok ? t0 + tok_blk : n_tok,
+                     r0, r1);
     }
 }
 
@@ -288,6 +313,13 @@ void kernels_scale(float *x, float s, int64_t n)
 {
     ensure_init();
     kernels_tab.scale(x, s, n);
+}
+
+void kernels_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n)
+{
+    ensure_init();
+    if (t == KERNELS_F32 || t == KERNELS_F16 || t == KERNELS_BF16)
+        kernels_tab.axpy(t, a, x, y, n);
 }
 
 /* ======================================================================== rope */

@@ -42,6 +42,7 @@ struct kernels_table {
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*add)(float *y, const float *a, const float *b, int64_t n);
     void (*scale)(float *x, float s, int64_t n);
+    void (*axpy)(enum kernels_type t, float a, const void *x, float *y, int64_t n);
 };
 
 extern struct kernels_table kernels_tab;

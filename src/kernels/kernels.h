@@ -120,6 +120,9 @@ void kernels_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kernels_add(float *y, const float *a, const float *b, int64_t n);
 /* x *= s */
 void kernels_scale(float *x, float s, int64_t n);
+/* y += a * x for a row x of type t (F32, F16 or BF16; others are ignored): the weighted
+ * sum of V rows in attention. */
+void kernels_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n);
 
 /* Rotary embedding of one head vector x [n_dims...] at position pos, in place.
  * neox = 0: pairs (x[2i], x[2i+1]) (llama); neox = 1: pairs (x[i], x[i + n_rot/2]).

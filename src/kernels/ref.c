@@ -722,6 +722,16 @@ static void ref_scale(float *x, float s, int64_t n)
         x[i] *= s;
 }
 
+static void ref_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = t == KERNELS_F32   ? ((const float *)x)[i]
+                  : t == KERNELS_F16 ? kernels_fp16_to_f32(((const kernels_fp16 *)x)[i])
+                                     : kernels_bf16_to_f32(((const kernels_bf16 *)x)[i]);
+        y[i] += a * v;
+    }
+}
+
 void kernels_ref_fill(struct kernels_table *t)
 {
     memset(t, 0, sizeof *t);
@@ -751,4 +761,5 @@ void kernels_ref_fill(struct kernels_table *t)
     t->swiglu = ref_swiglu;
     t->add = ref_add;
     t->scale = ref_scale;
+    t->axpy = ref_axpy;
 }

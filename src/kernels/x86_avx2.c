@@ -521,8 +521,19 @@ static void avx2_scale(float *x, float s, int64_t n)
         x[i] *= s;
 }
 
+static void avx2_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    __m256 av = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8(t, x, i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * load1(t, x, i);
+}
+
 void kernels_avx2_fill(struct kernels_table *t)
 {
+    t->axpy = avx2_axpy;
     t->dot_f32[KERNELS_F32] = avx2_dot_f32_f32;
     t->dot_f32[KERNELS_F16] = avx2_dot_f32_f16;
     t->dot_f32[KERNELS_BF16] = avx2_dot_f32_bf16;

@@ -7,6 +7,7 @@
  * llama rotates adjacent pairs. Both scale attention scores by 1/sqrt(head_dim).
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "model/arch.h"
@@ -38,15 +39,14 @@ static void attend_head(struct forward *f, const struct forward_entry *e, int t,
         scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, hd) * scale;
     kernels_softmax(scores, n);
     memset(out, 0, (size_t)hd * sizeof(float));
+    bool direct = kt == KERNELS_F32 || kt == KERNELS_F16 || kt == KERNELS_BF16;
     for (int j = 0; j < n; j++) {
-        const float *vr = (const float *)(V + (size_t)j * rowb);
-        if (kt != KERNELS_F32) {
-            kernels_dequantize_row(kt, V + (size_t)j * rowb, vrow, hd);
+        const void *vr = V + (size_t)j * rowb;
+        if (!direct) { /* a quantized cache: dequantize the row first */
+            kernels_dequantize_row(kt, vr, vrow, hd);
             vr = vrow;
         }
-        float w = scores[j];
-        for (int d = 0; d < hd; d++)
-            out[d] += w * vr[d];
+        kernels_axpy(direct ? kt : KERNELS_F32, scores[j], vr, out, hd);
     }
 }
 
@@ -66,6 +66,32 @@ static void att_worker(void *ctx, int ith, int nth)
 }
 
 /* ---------------------------------------------------------------- helpers */
+
+/* silu(gate) * up over a prefill's [n_tok][n_ff] on the pool (expf dominates); decode's
+ * single row stays on the caller. */
+struct swiglu_task {
+    float *gate;
+    const float *up;
+    int64_t n;
+};
+
+static void swiglu_worker(void *ctx, int ith, int nth)
+{
+    struct swiglu_task *s = ctx;
+    long b, end;
+    threadpool_split((long)s->n, ith, nth, 16, &b, &end);
+    if (b < end)
+        kernels_swiglu(s->gate + b, s->gate + b, s->up + b, end - b);
+}
+
+static void swiglu_rows(struct forward *f, int n_tok, int n_ff)
+{
+    struct swiglu_task s = {f->gate, f->up, (int64_t)n_tok * n_ff};
+    if (n_tok == 1)
+        swiglu_worker(&s, 0, 1);
+    else
+        threadpool_run(f->pool, swiglu_worker, &s);
+}
 
 static void rmsnorm_rows(float *y, const float *x, const float *w, int n_tok, int n,
                          float eps)
@@ -156,7 +182,7 @@ int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
         struct arch_mm gu[2] = {{&L->gate, f->xn, f->gate}, {&L->up, f->xn, f->up}};
         if ((rc = arch_matmul(f, gu, 2, n, err)))
             return rc;
-        kernels_swiglu(f->gate, f->gate, f->up, (int64_t)n * F);
+        swiglu_rows(f, n, F);
         struct arch_mm d = {&L->down, f->gate, f->tmp};
         if ((rc = arch_matmul(f, &d, 1, n, err)))
             return rc;

@@ -572,6 +572,21 @@ static void test_vector_ops(void **state)
             kernels_scale(z, 0.37f, n);
             for (int i = 0; i < n; i++)
                 assert_true(z[i] == x[i] * 0.37f);
+            /* axpy over the row types attention reads (values rounded to the type) */
+            static const enum kernels_type at[] = {KERNELS_F32, KERNELS_F16, KERNELS_BF16};
+            for (int ti = 0; ti < 3; ti++) {
+                void *row = malloc(4 * (size_t)n);
+                float *xr = malloc(4 * (size_t)n);
+                assert_int_equal(kernels_quantize_row(at[ti], x, row, n), 0);
+                kernels_dequantize_row(at[ti], row, xr, n);
+                memcpy(z, w, 4 * (size_t)n);
+                kernels_axpy(at[ti], -0.61f, row, z, n);
+                for (int i = 0; i < n; i++) {
+                    double e = (double)w[i] - 0.61 * xr[i];
+                    assert_true(fabs(z[i] - e) <= 1e-6 * (fabs(w[i]) + fabs(xr[i])));
+                }
+                free(row), free(xr);
+            }
         }
         free(x), free(w), free(u), free(y), free(z);
     }
