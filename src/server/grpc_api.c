@@ -934,7 +934,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     c->g = g;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* small replies at once */
-    char host[NI_MAXHOST] = "";
+    char host[INET6_ADDRSTRLEN] = ""; /* numeric: always fits */
     if (getnameinfo(sa, (socklen_t)salen, host, sizeof host, NULL, 0, NI_NUMERICHOST) == 0)
         snprintf(c->peer, sizeof c->peer, "%s", host);
     c->bev = bufferevent_socket_new(g->d.base, fd, BEV_OPT_CLOSE_ON_FREE);
