@@ -406,7 +406,7 @@ def test_keys():
     check(first.status == health_pb2.HealthCheckResponse.SERVING, "Watch: SERVING first")
     md = [("authorization", "Bearer " + KEY)]
     inflight = stub.GenerateText.future(
-        deepseek_pb2.GenerateRequest(prompt="a long one", max_tokens=30), metadata=md)
+        deepseek_pb2.GenerateRequest(prompt="a long one", max_tokens=150), metadata=md)
     time.sleep(0.3)
     s.p.send_signal(signal.SIGTERM)
     nxt = next(watch)
