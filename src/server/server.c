@@ -59,8 +59,13 @@ static void drain_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     int left = http_api_in_flight(s->api) + (s->grpc ? grpc_api_in_flight(s->grpc) : 0);
     if (left == 0) {
+        /* The last replies' ends are still in the connections' output buffers: run the
+         * loop a little longer so they are written before the sockets close. */
+        struct timeval flush = {0, 100 * 1000};
         LOG(INFO, "drained: no request in flight; exiting");
-        event_base_loopexit(s->base, NULL);
+        event_base_loopexit(s->base, &flush);
+        if (s->drain_timer)
+            event_del(s->drain_timer); /* once */
     } else if (mono_s() >= s->drain_deadline) {
         LOG(WARN, "drain timeout: cutting off %d request(s) still in flight", left);
         event_base_loopexit(s->base, NULL);
