@@ -64,4 +64,20 @@ echo "(The weights are RANDOM, so the text below is gibberish: this shows the en
 echo " running prefill and greedy decoding end to end, not a language model.)"
 "$BIN" generate -m "$DEMO" -p "Hello, DeepSeek" -n 24 --temp 0
 echo
-echo "Done. With a real model: $BIN generate -m /path/to/real.gguf --chat -p \"...\""
+echo "With a real model: $BIN generate -m /path/to/real.gguf --chat -p \"...\""
+echo
+
+# Last, the server itself, in the foreground until Ctrl-C. DEMO_NO_SERVE=1 skips it
+# (the run-demo check in the tests uses that).
+if [ "${DEMO_NO_SERVE:-0}" = 1 ]; then
+    exit 0
+fi
+cat <<EOF2
+$ $BIN serve -m $DEMO
+The REST API listens on http://127.0.0.1:7860 and gRPC on 127.0.0.1:50051; logs go to
+/var/log/deepseek, or ./logs when that is not writable. Try, from another terminal:
+  curl -s http://127.0.0.1:7860/v1/chat/completions -d '{"prompt": "Hello", "max_tokens": 20}'
+Stop it with Ctrl-C. With a real model: $BIN serve -m /path/to/real.gguf (docs/API.md).
+
+EOF2
+exec "$BIN" serve -m "$DEMO"
