@@ -26,7 +26,7 @@ def new_key():
 
 
 def seed_rest_client(url):
-    """/work/shared/seed/snippets/rest_client.py, only the URL changed."""
+    """../shared/seed/snippets/rest_client.py, only the URL changed."""
     headers = {
         "Content-Type": "application/json",
         "Authorization": "Bearer YOUR_API_KEY"  # 如启用认证
