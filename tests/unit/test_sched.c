@@ -17,36 +17,7 @@
 #include "engine/sched.h"
 #include "kernels/kernels.h"
 #include "testutil.h"
-
-struct fixture {
-    struct model *m;
-    struct tokenizer *t;
-};
-
-static int setup(void **state)
-{
-    const char *td = testutil_testdata();
-    if (!td)
-        return 0;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/models/tiny-qwen2-Q8_0.gguf", td);
-    static struct fixture fx;
-    kernels_init(KERNELS_ISA_AUTO);
-    if (model_open(path, &fx.m, NULL) || tokenizer_load(model_gguf(fx.m), &fx.t, NULL))
-        return -1;
-    *state = &fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-    if (fx) {
-        tokenizer_free(fx->t);
-        model_free(fx->m);
-    }
-    return 0;
-}
+#include "sched_testutil.h"
 
 static struct sched *new_sched(struct fixture *fx, int slots, int queue, int n_ctx)
 {
