@@ -1,5 +1,6 @@
 /*
- * `deepseek wipe PATH... [--passes N] [--no-zero] [--recursive] [--dry-run]`,
+ * `deepseek wipe PATH... [--passes N] [--no-zero] [--recursive] [--dry-run]
+ *                [--stop-server]`,
  * `deepseek wipe --device zeroout|secure-discard|discard [--dry-run] DEVICE...`:
  * overwrites files in place, verifies, removes them and records it all in the audit
  * log (ops/wipe.h says what is checked and why). Exit codes (docs/OPERATIONS.md):
@@ -9,14 +10,17 @@
  *   3 refused by a safety check; nothing was modified
  *   4 several targets with different outcomes (see the lines printed per target)
  *   5 verification failed (read-back mismatch or blocks moved): data may remain
+ *   6 --stop-server: our server could not be stopped; nothing was wiped
  *   9 the audit log cannot be written; nothing was modified
  *   130 interrupted (SIGINT/SIGTERM) after the write in flight; recorded
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -25,6 +29,8 @@
 #include "ops/wipe.h"
 
 extern char **environ;
+
+#define PID_NAME "deepseek-serve.pid" /* the server's default, in its log dir */
 
 static volatile sig_atomic_t wipe_stop;
 
@@ -44,6 +50,14 @@ static void usage(FILE *out)
             "  --no-zero      no final zero pass\n"
             "  -r, --recursive  wipe directories: every file, then the directories\n"
             "  --dry-run      run every check, write a plan record, change nothing\n"
+            "  --stop-server  first stop our own server (the deepseek serve in the pid\n"
+            "                 file, else the main process of deepseek.service): SIGTERM,\n"
+            "                 wait for the drain (drain-timeout + %d s), only then SIGKILL;\n"
+            "                 or systemctl stop when it runs under systemd. Recorded as\n"
+            "                 server.stop. Nothing is stopped when another process holds\n"
+            "                 a target (that target is refused) and no other process is\n"
+            "                 ever signalled. The server stays stopped. Use the server's\n"
+            "                 settings (--config, or --pid-file, --log-dir, --drain-timeout).\n"
             "  --log-dir DIR  where audit.jsonl lives (default from the configuration)\n"
             "  --device zeroout|secure-discard|discard  PATHs are whole block devices\n"
             "                 (refused when mounted or in use); prints the NIST SP 800-88\n"
@@ -51,8 +65,9 @@ static void usage(FILE *out)
             "Refuses (exit 3, nothing modified) files held open by a process, files with\n"
             "several hard links, and copy-on-write, compressed, network or memory\n"
             "filesystems. Exit: 0 wiped, 1 I/O error, 2 usage, 3 refused, 4 mixed,\n"
-            "5 verification failed, 9 audit log not writable, 130 interrupted.\n",
-            WIPE_DEFAULT_PASSES, WIPE_MAX_PASSES);
+            "5 verification failed, 6 server not stopped (--stop-server, nothing wiped),\n"
+            "9 audit log not writable, 130 interrupted.\n",
+            WIPE_DEFAULT_PASSES, WIPE_MAX_PASSES, WIPE_STOP_MARGIN_S);
 }
 
 static int exit_code(enum wipe_status s)
@@ -80,7 +95,8 @@ static void progress(void *ctx, const char *path, int pass, int passes, uint64_t
 }
 
 /* Parses the options that are not settings. 0, or 2 with a message. */
-static int parse(int argc, char **argv, struct wipe_opts *o, int *device, int *first_path)
+static int parse(int argc, char **argv, struct wipe_opts *o, int *device, bool *stop_server,
+                 int *first_path)
 {
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -103,6 +119,8 @@ static int parse(int argc, char **argv, struct wipe_opts *o, int *device, int *f
             o->recursive = true;
         } else if (!strcmp(a, "--dry-run")) {
             o->dry_run = true;
+        } else if (!strcmp(a, "--stop-server")) {
+            *stop_server = true;
         } else if (!strcmp(a, "--device") && i + 1 < argc) {
             *device = wipe_device_method_parse(argv[++i]);
             if (*device < 0) {
@@ -118,6 +136,10 @@ static int parse(int argc, char **argv, struct wipe_opts *o, int *device, int *f
     *first_path = i;
     if (i >= argc) {
         fprintf(stderr, "deepseek wipe: no PATH given (see --help)\n");
+        return 2;
+    }
+    if (*stop_server && *device >= 0) {
+        fprintf(stderr, "deepseek wipe: --stop-server is for files, not --device\n");
         return 2;
     }
     if (o->passes == 0 && !o->zero) {
@@ -149,6 +171,95 @@ static int run_device(struct audit *audit, const char *dev, int method,
     wipe_device_purge_hint(dev, hint, sizeof hint);
     printf("%s: for Purge: %s\n", dev, hint);
     return rc;
+}
+
+/* The pid file of the server this configuration describes: pid-file, else the
+ * server's default in log-dir, else in ./logs where a server that could not write
+ * log-dir falls back (as doctor looks). */
+static void pid_path(const struct config *cfg, char *out, size_t cap)
+{
+    struct stat st;
+    if (cfg->pid_file[0]) {
+        snprintf(out, cap, "%s", cfg->pid_file);
+        return;
+    }
+    snprintf(out, cap, "%s/%s", cfg->log_dir, PID_NAME);
+    if (stat(out, &st) != 0 && stat(LOG_FALLBACK_DIR "/" PID_NAME, &st) == 0)
+        snprintf(out, cap, "%s/%s", LOG_FALLBACK_DIR, PID_NAME);
+}
+
+/* True (and says so) when a process other than server holds a target: stopping the
+ * server would not make that target wipeable, so it is left running. */
+static bool other_holder(int argc, char **argv, int first, bool recursive, int server)
+{
+    for (int i = first; i < argc; i++) {
+        struct wipe_holder h[16];
+        size_t n = 0;
+        struct err err;
+        if (wipe_path_holders(argv[i], recursive, h, 16, &n, &err) != 0)
+            continue; /* the wipe itself reports it */
+        for (size_t j = 0; j < n; j++) {
+            if (j < 16 && h[j].pid == server)
+                continue;
+            fprintf(stderr, "deepseek wipe: --stop-server: deepseek serve pid %d left "
+                    "running: %s is also held by ", server, argv[i]);
+            if (j < 16)
+                fprintf(stderr, "pid %d (%s, %s)", h[j].pid, h[j].comm, h[j].how);
+            else
+                fprintf(stderr, "%zu processes", n);
+            fprintf(stderr, ", which this command never stops\n");
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --stop-server: finds our server and stops it (--dry-run: says it would and plans
+ * it). 0 to go on with the wipe, which checks the holders again; else the exit code. */
+static int stop_server_first(struct audit *audit, const struct config *cfg, int argc,
+                             char **argv, int first, struct wipe_opts *o)
+{
+    char pf[CONFIG_PATH_MAX + 32], reason[512];
+    struct wipe_server srv;
+    pid_path(cfg, pf, sizeof pf);
+    wipe_server_find(pf, &srv);
+    if (srv.via == WIPE_SERVER_NONE) {
+        if (srv.note[0])
+            fprintf(stderr, "deepseek wipe: --stop-server: %s; no %s running: nothing "
+                    "stopped\n", srv.note, WIPE_SYSTEMD_UNIT);
+        else
+            fprintf(stderr, "deepseek wipe: --stop-server: no pid file %s and no %s "
+                    "running: nothing stopped\n", pf, WIPE_SYSTEMD_UNIT);
+        return 0;
+    }
+    fprintf(stderr, "deepseek wipe: --stop-server: %s\n", srv.note);
+    if (other_holder(argc, argv, first, o->recursive, srv.pid))
+        return 0;
+    snprintf(reason, sizeof reason, "wipe --stop-server%s %.400s%s", o->dry_run ? " --dry-run"
+             : "", argv[first], argc - first > 1 ? " ..." : "");
+    int drain = (int)cfg->drain_timeout;
+    const char *how = srv.via == WIPE_SERVER_SYSTEMD ? "systemctl stop " WIPE_SYSTEMD_UNIT
+                                                     : "SIGTERM";
+    struct err err;
+    err_clear(&err);
+    if (o->dry_run) {
+        printf("server: would stop deepseek serve pid %d (%s, drain up to %d s + %d s, then "
+               "SIGKILL)\n", srv.pid, how, drain, WIPE_STOP_MARGIN_S);
+        o->spare_pid = srv.pid;
+        if (wipe_server_plan(audit, &srv, drain, reason, &err) == 0)
+            return 0;
+        fprintf(stderr, "deepseek wipe: nothing done: %s\n", err.msg);
+        return 9;
+    }
+    enum wipe_status st;
+    struct wipe_stop_report rep;
+    if (wipe_server_stop(audit, &srv, drain, reason, &wipe_stop, &rep, &st, &err) != 0) {
+        fprintf(stderr, "deepseek wipe: nothing wiped: %s\n", err.msg);
+        return st == WIPE_AUDIT_FAILED ? 9 : st == WIPE_INTERRUPTED ? 130 : 6;
+    }
+    printf("server: stopped deepseek serve pid %d (%s, gone after %.1f s)\n", srv.pid,
+           rep.how, rep.seconds);
+    return 0;
 }
 
 static int run_targets(struct audit *audit, int argc, char **argv, int first,
@@ -192,7 +303,8 @@ int cli_wipe(int argc, char **argv)
     }
     struct wipe_opts o = {.passes = WIPE_DEFAULT_PASSES, .zero = true, .stop = &wipe_stop};
     int first, device = -1;
-    int rc = parse(rest, argv, &o, &device, &first);
+    bool stop_server = false;
+    int rc = parse(rest, argv, &o, &device, &stop_server, &first);
     if (rc != 0)
         return rc;
     if (isatty(STDERR_FILENO))
@@ -210,7 +322,9 @@ int cli_wipe(int argc, char **argv)
         fprintf(stderr, "deepseek wipe: %s is not writable; audit records go to %s\n",
                 cfg.log_dir, audit_path(audit));
     install_signals();
-    rc = run_targets(audit, rest, argv, first, &o, device);
+    rc = stop_server ? stop_server_first(audit, &cfg, rest, argv, first, &o) : 0;
+    if (rc == 0)
+        rc = run_targets(audit, rest, argv, first, &o, device);
     audit_free(audit);
     return rc;
 }

@@ -356,9 +356,24 @@ struct target {
     char lasthash[AUDIT_HASH_HEX]; /* SHA-256 of what the last pass wrote */
     char verification[128];
     size_t holders_unchecked;
+    int spare_pid;  /* dry run: the server --stop-server would stop (not a holder) */
+    bool spared;    /* that server holds this file */
     int64_t intent_seq;
     int renames;
 };
+
+/* Drops the holders that are t->spare_pid (the server a dry run would stop). */
+static size_t drop_spared(struct target *t, struct wipe_holder *h, size_t listed, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < listed; i++) {
+        if (t->spare_pid > 0 && h[i].pid == t->spare_pid)
+            t->spared = true;
+        else
+            h[k++] = h[i];
+    }
+    return k + (n - listed); /* the unlisted ones may be anyone */
+}
 
 static int check_holders(struct target *t, struct err *err)
 {
@@ -366,6 +381,8 @@ static int check_holders(struct target *t, struct err *err)
     size_t n = 0;
     int rc = wipe_find_holders(t->st.st_dev, t->st.st_ino, h, 8, &n, &t->holders_unchecked,
                                err);
+    if (rc == 0)
+        n = drop_spared(t, h, n < 8 ? n : 8, n);
     if (rc != 0 || n == 0)
         return rc;
     char list[256] = "";
@@ -374,8 +391,8 @@ static int check_holders(struct target *t, struct err *err)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s%d (%s, %s)",
                                 i ? ", " : "", h[i].pid, h[i].comm, h[i].how);
     return err_set(err, ERR_UNSUPPORTED, "%s: held open by process %s: it could still read "
-                   "the data after removal; stop it (deepseek server: systemctl stop "
-                   "deepseek) and retry", t->path, list);
+                   "the data after removal; stop it (our own server: --stop-server, or "
+                   "systemctl stop deepseek) and retry", t->path, list);
 }
 
 /* Opens and checks a file. ERR_IO: could not even look; others: refused. */
@@ -678,6 +695,8 @@ static json_t *target_details(const struct target *t)
                             json_integer((json_int_t)t->holders_unchecked));
     if (t->renames)
         json_object_set_new(d, "name_renames", json_integer(t->renames));
+    if (t->spared)
+        json_object_set_new(d, "held_by_server_to_stop", json_integer(t->spare_pid));
     return d;
 }
 
@@ -755,7 +774,7 @@ static int wipe_checked(struct audit *audit, struct target *t, const struct wipe
 static int wipe_file(struct audit *audit, const char *path, const struct wipe_opts *o,
                      enum wipe_status *st, struct err *err)
 {
-    struct target t = {.path = path, .fd = -1};
+    struct target t = {.path = path, .fd = -1, .spare_pid = o->dry_run ? o->spare_pid : 0};
     int rc = target_check(&t, err);
     if (rc != 0) {
         *st = rc == ERR_IO ? WIPE_FAILED : WIPE_REFUSED;
@@ -856,12 +875,13 @@ static int tree_collect(const char *dir, dev_t dev, int depth, struct tree *tr,
 }
 
 /* Every file of the tree passes every check, or nothing is touched. */
-static int tree_check(const struct tree *tr, struct err *err)
+static int tree_check(const struct tree *tr, const struct wipe_opts *o, struct err *err)
 {
     for (size_t i = 0; i < tr->n; i++) {
         if (!S_ISREG(tr->mode[i]))
             continue;
-        struct target t = {.path = tr->path[i], .fd = -1};
+        struct target t = {.path = tr->path[i], .fd = -1,
+                           .spare_pid = o->dry_run ? o->spare_pid : 0};
         int rc = target_check(&t, err);
         target_close(&t);
         if (rc != 0)
@@ -901,7 +921,7 @@ static int wipe_tree(struct audit *audit, const char *root, const struct wipe_op
     int rc = lstat(root, &rst) != 0 ? err_errno(err, ERR_IO, errno, "%s", root)
                                     : tree_collect(root, rst.st_dev, 0, &tr, err);
     if (rc == 0)
-        rc = tree_check(&tr, err);
+        rc = tree_check(&tr, o, err);
     if (rc != 0) {
         *st = rc == ERR_IO || rc == ERR_NOMEM ? WIPE_FAILED : WIPE_REFUSED;
         record_outcome(audit, &rt, o, wipe_status_name(*st), err);
@@ -910,6 +930,41 @@ static int wipe_tree(struct audit *audit, const char *root, const struct wipe_op
     }
     *st = o->dry_run ? WIPE_PLANNED : WIPE_OK;
     rc = tree_remove(&tr, o, audit, st, err);
+    tree_free(&tr);
+    return rc;
+}
+
+/* Adds the holders of one file to out[*n...]. */
+static int file_holders(const char *path, struct wipe_holder *out, size_t max, size_t *n,
+                        struct err *err)
+{
+    struct stat st;
+    size_t k = 0, unreadable = 0;
+    if (stat(path, &st) != 0)
+        return err_errno(err, ERR_IO, errno, "%s", path);
+    size_t room = *n < max ? max - *n : 0;
+    int rc = wipe_find_holders(st.st_dev, st.st_ino, room ? out + *n : NULL, room, &k,
+                               &unreadable, err);
+    *n += k;
+    return rc;
+}
+
+int wipe_path_holders(const char *path, bool recursive, struct wipe_holder *out, size_t max,
+                      size_t *n, struct err *err)
+{
+    struct stat st;
+    *n = 0;
+    if (lstat(path, &st) != 0)
+        return err_errno(err, ERR_IO, errno, "%s", path);
+    if (S_ISREG(st.st_mode))
+        return file_holders(path, out, max, n, err);
+    if (!S_ISDIR(st.st_mode) || !recursive)
+        return err_set(err, ERR_INVALID, "%s: not a regular file", path);
+    struct tree tr = {0};
+    int rc = tree_collect(path, st.st_dev, 0, &tr, err);
+    for (size_t i = 0; rc == 0 && i < tr.n; i++)
+        if (S_ISREG(tr.mode[i]))
+            rc = file_holders(tr.path[i], out, max, n, err);
     tree_free(&tr);
     return rc;
 }

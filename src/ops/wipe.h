@@ -11,7 +11,8 @@
  *     copy-on-write, compressed, log-structured, network or memory filesystems;
  *   - FIEMAP extents readable and none shared, inline, encoded or unknown;
  *   - no process holds it open or mapped (/proc/PID/fd and /proc/PID/maps): a
- *     holder could still read the content after the unlink.
+ *     holder could still read the content after the unlink (our own server can be
+ *     stopped first: wipe_server_stop, at the end of this header).
  * Then: audit "intent" record (fsynced; no record, no wipe), N random passes and a
  * zero pass over every allocated byte (size rounded up to the block size, plus any
  * preallocated extents), fdatasync after each, read-back of the last pass through
@@ -62,6 +63,8 @@ struct wipe_opts {
     volatile sig_atomic_t *stop; /* non-zero: stop after the write in flight (or NULL) */
     wipe_progress_fn progress;   /* or NULL */
     void *progress_ctx;
+    int spare_pid; /* dry run with --stop-server only: the server that would be stopped
+                      first does not count as a holder (0: none; ignored without dry_run) */
 };
 
 /* A process that has the file open or mapped. */
@@ -87,6 +90,13 @@ int wipe_check_fs(int fd, const char *path, struct err *err);
  * whose fd/maps could not be read (not root). 0 or ERR_IO (/proc unreadable). */
 int wipe_find_holders(dev_t dev, ino_t ino, struct wipe_holder *out, size_t max, size_t *n,
                       size_t *unreadable, struct err *err);
+
+/* wipe_find_holders over path, or with recursive over every regular file of the tree
+ * under it: fills up to max holders (a process holding several files appears once a
+ * file), *n gets the count found. 0, or ERR_IO / ERR_INVALID when path or the tree
+ * cannot be read (the wipe itself then says why). */
+int wipe_path_holders(const char *path, bool recursive, struct wipe_holder *out, size_t max,
+                      size_t *n, struct err *err);
 
 /* The physical layout of a file from FS_IOC_FIEMAP. Opaque. */
 struct wipe_extents;
@@ -133,5 +143,63 @@ void wipe_device_purge_hint(const char *dev, char *out, size_t cap);
  * zeroout, result record. opts: dry_run, stop, progress (passes = 1) are used. */
 int wipe_device(struct audit *audit, const char *dev, enum wipe_device_method m,
                 const struct wipe_opts *opts, enum wipe_status *status, struct err *err);
+
+
+/* ---- our own server: wipe --stop-server (wipe_server.c) ----
+ * A file the server has open or mapped (its model) cannot be wiped: the holder would
+ * go on reading the data after the unlink. --stop-server stops OUR server first and
+ * never any other process:
+ *   - the pid in the pid file, and only while /proc/PID/cmdline reads
+ *     "<...deepseek...> serve ..." and /proc/PID/exe (where readable) is a deepseek
+ *     binary; a pid file naming a dead or a foreign process is stale: reported, never
+ *     signalled;
+ *   - else the MainPID of the systemd unit deepseek.service (`systemctl show`).
+ * A server running in deepseek.service's cgroup is stopped with `systemctl stop
+ * deepseek.service` (systemd then knows the stop was meant and does not restart it);
+ * any other gets SIGTERM through a pidfd (a recycled pid cannot be hit), the drain is
+ * awaited up to drain-timeout + WIPE_STOP_MARGIN_S seconds, only then SIGKILL. The
+ * process counts as gone when /proc/PID is absent, a zombie, or another process (its
+ * start time differs). The stop is its own audit action "server.stop": an intent
+ * record before the signal (no record, no signal) and a result saying how it ended.
+ * The caller checks the holders again afterwards: this module stops, it does not
+ * decide that the file is free. */
+#define WIPE_STOP_MARGIN_S 10 /* after the drain: cut-off requests, engine join, unmap */
+#define WIPE_KILL_WAIT_S 5    /* after SIGKILL */
+#define WIPE_SYSTEMD_UNIT "deepseek.service"
+
+enum wipe_server_via { WIPE_SERVER_NONE = 0, WIPE_SERVER_PIDFILE, WIPE_SERVER_SYSTEMD };
+
+struct wipe_server {
+    enum wipe_server_via via;
+    int pid;                  /* 0 when none was found */
+    unsigned long long start; /* its start time (/proc/PID/stat field 22) */
+    char pid_file[4096];      /* the pid file looked at */
+    char note[512];           /* how it was found, or why nothing was ("" when no pid file
+                                 and no unit): a stale pid file is said here */
+};
+
+/* Looks for our server through pid_file, then deepseek.service. Never signals, never
+ * fails: via NONE (pid 0) when there is none, with note saying what was seen. */
+void wipe_server_find(const char *pid_file, struct wipe_server *out);
+
+/* What a stop did. */
+struct wipe_stop_report {
+    char how[32];   /* "SIGTERM", "SIGTERM+SIGKILL", "systemctl stop", "already gone" */
+    double seconds; /* from the signal until the process was seen gone */
+};
+
+/* Stops srv (via PIDFILE or SYSTEMD) as described above; reason (borrowed, e.g. "wipe
+ * --stop-server MODEL") goes into the records. stop: set by a signal handler, ends the
+ * wait (the server goes on draining). *status: WIPE_OK when the process is gone,
+ * WIPE_AUDIT_FAILED (intent not written: nothing signalled; or the result record
+ * failed), WIPE_FAILED (could not signal, or still there after SIGKILL),
+ * WIPE_INTERRUPTED. Returns 0 on WIPE_OK, a negative ERR_* otherwise. */
+int wipe_server_stop(struct audit *audit, const struct wipe_server *srv, int drain_timeout_s,
+                     const char *reason, volatile sig_atomic_t *stop,
+                     struct wipe_stop_report *rep, enum wipe_status *status, struct err *err);
+
+/* --dry-run: the "plan" record of the stop wipe_server_stop would do. 0 or ERR_*. */
+int wipe_server_plan(struct audit *audit, const struct wipe_server *srv, int drain_timeout_s,
+                     const char *reason, struct err *err);
 
 #endif
