@@ -8,7 +8,8 @@ libpcre2-dev libjansson-dev libssl-dev libcmocka-dev \
 libevent-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 libhiredis-dev libcurl4-openssl-dev python3 e2fsprogs btrfs-progs \
 python3-requests prometheus logrotate systemd \
-python3-grpcio python3-grpc-tools python3-tenacity redis-server nodejs"
+python3-grpcio python3-grpc-tools python3-tenacity redis-server nodejs \
+nginx-light python3-yaml curl"
 
 missing=""
 for p in $PKGS; do
