@@ -24,6 +24,24 @@
 #endif
 
 #define KERNELS_NX 4
+
+/*
+ * Multi-token dot bodies are force-inlined and called through KERNELS_NX_SWITCH with n_x
+ * as a constant 1..KERNELS_NX, so each copy fully unrolls its per-token loops and keeps
+ * the accumulators in registers. With a run-time n_x the compiler keeps acc[] on the
+ * stack and every block pays a store and a reload per token (measured: the top stall
+ * of the Q4_K prefill profile). The body's last parameter is n_x.
+ */
+#define KERNELS_INLINE static inline __attribute__((always_inline))
+#define KERNELS_NX_SWITCH(n_x, body, ...)                                                    \
+    do {                                                                                   \
+        switch (n_x) {                                                                     \
+        case 1: body(__VA_ARGS__, 1); break;                                               \
+        case 2: body(__VA_ARGS__, 2); break;                                               \
+        case 3: body(__VA_ARGS__, 3); break;                                               \
+        default: body(__VA_ARGS__, KERNELS_NX); break;                                     \
+        }                                                                                  \
+    } while (0)
 #define KERNELS_NTYPES 31
 
 /* w: one weight row of n elements; x: float rows (dot_f32) or activation rows of

@@ -90,8 +90,8 @@ static inline __m256i unpack_32(enum kernels_type t, const void *w, int64_t i, f
     return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b->qs), hi), _mm256_set1_epi8(16));
 }
 
-static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
-                            int n_x, int64_t n, float *out)
+KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
+                             int64_t n, float *out, const int n_x)
 {
     __m256 acc[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -99,6 +99,7 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
     for (int64_t i = 0; i < n / 32; i++) {
         float dw;
         __m256i q = unpack_32(t, w, i, &dw);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_0 *y = (const struct block_q8_0 *)xrow(x, xs, k) + i;
             __m256i s = dot_s8(q, _mm256_loadu_si256((const __m256i *)y->qs));
@@ -106,6 +107,7 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
                                      acc[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = hsum8(acc[k]);
 }
@@ -113,17 +115,17 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
 static void avx2_dot_q_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_q_32(KERNELS_Q8_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q8_0, w, x, xs, n, out);
 }
 static void avx2_dot_q_q4_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_q_32(KERNELS_Q4_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q4_0, w, x, xs, n, out);
 }
 static void avx2_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_q_32(KERNELS_Q5_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q5_0, w, x, xs, n, out);
 }
 
 /* ======================================================================== dot_q, K-quants */
@@ -151,8 +153,8 @@ static inline __m256i bcast16_mask(int j)
 /* Q4_K / Q5_K: q[j] = the 32 unsigned quants of sub-block j. The min term
  * dmin * sum_j m_j * (bsum[2j] + bsum[2j+1]) is one madd of the activation block sums
  * with the mins duplicated pairwise. */
-static inline void dot_q_k_asym(int five, const void *w, const void *x, size_t xs, int n_x,
-                                int64_t n, float *out)
+KERNELS_INLINE void dot_q_k_asym(int five, const void *w, const void *x, size_t xs, int64_t n,
+                                 float *out, const int n_x)
 {
     __m256 acc[KERNELS_NX], accm[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -192,6 +194,7 @@ static inline void dot_q_k_asym(int five, const void *w, const void *x, size_t x
             _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
         __m128i mn = _mm_cvtsi64_si128((long long)mn8);
         __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m256i sumi = _mm256_setzero_si256();
@@ -209,6 +212,7 @@ KERNELS_UNROLL8
                                       accm[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = hsum8(_mm256_sub_ps(acc[k], accm[k]));
 }
@@ -216,19 +220,19 @@ KERNELS_UNROLL8
 static void avx2_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_q_k_asym(0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_k_asym, 0, w, x, xs, n, out);
 }
 static void avx2_dot_q_q5_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_q_k_asym(1, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_k_asym, 1, w, x, xs, n, out);
 }
 
 /* Q6_K: q[c] = the unsigned 6-bit quants (0..63) of 32-element chunk c; the -32 offset is
  * applied through the activation block sums: sum sc*(q-32)*y = sum sc*q*y - 32 sum sc*bsum
  * (exact in int32: |sum| < 2^27 per block). */
-static void avx2_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                            float *out)
+KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
+                         const int n_x)
 {
     __m256 acc[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -255,6 +259,7 @@ static void avx2_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, in
         __m256i sc_all = _mm256_cvtepi8_epi16(s8); /* 16 x s16, for the bias */
         __m256i sc_lo = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(s8));
         __m256i sc_hi = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(s8, 8)));
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m256i sumi = _mm256_setzero_si256();
@@ -275,8 +280,15 @@ KERNELS_UNROLL8
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(tot), acc[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = hsum8(acc[k]);
+}
+
+static void avx2_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                            float *out)
+{
+    KERNELS_NX_SWITCH(n_x, q6k_body, w, x, xs, n, out);
 }
 
 /* ======================================================================== float rows */
@@ -302,8 +314,8 @@ static inline float load1(enum kernels_type t, const void *p, int64_t i)
 }
 
 /* Row of type tw times rows of type tx (both F32/F16/BF16), two accumulators per token. */
-static inline void dot_float(enum kernels_type tw, enum kernels_type tx, const void *w,
-                             const void *x, size_t xs, int n_x, int64_t n, float *out)
+KERNELS_INLINE void dot_float(enum kernels_type tw, enum kernels_type tx, const void *w,
+                              const void *x, size_t xs, int64_t n, float *out, const int n_x)
 {
     __m256 a0[KERNELS_NX], a1[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -311,12 +323,14 @@ static inline void dot_float(enum kernels_type tw, enum kernels_type tx, const v
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m256 w0 = load8(tw, w, i), w1 = load8(tw, w, i + 8);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const void *xk = xrow(x, xs, k);
             a0[k] = _mm256_fmadd_ps(w0, load8(tx, xk, i), a0[k]);
             a1[k] = _mm256_fmadd_ps(w1, load8(tx, xk, i + 8), a1[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++) {
         const void *xk = xrow(x, xs, k);
         float s = hsum8(_mm256_add_ps(a0[k], a1[k]));
@@ -329,27 +343,27 @@ static inline void dot_float(enum kernels_type tw, enum kernels_type tx, const v
 static void avx2_dot_f32_f32(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                              float *out)
 {
-    dot_float(KERNELS_F32, KERNELS_F32, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_float, KERNELS_F32, KERNELS_F32, w, x, xs, n, out);
 }
 static void avx2_dot_f32_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                              float *out)
 {
-    dot_float(KERNELS_F16, KERNELS_F32, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_float, KERNELS_F16, KERNELS_F32, w, x, xs, n, out);
 }
 static void avx2_dot_f32_bf16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    dot_float(KERNELS_BF16, KERNELS_F32, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_float, KERNELS_BF16, KERNELS_F32, w, x, xs, n, out);
 }
 static void avx2_dot_q_f16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                            float *out)
 {
-    dot_float(KERNELS_F16, KERNELS_F16, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_float, KERNELS_F16, KERNELS_F16, w, x, xs, n, out);
 }
 static void avx2_dot_q_bf16(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                             float *out)
 {
-    dot_float(KERNELS_BF16, KERNELS_BF16, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_float, KERNELS_BF16, KERNELS_BF16, w, x, xs, n, out);
 }
 
 /* ======================================================================== float x, quantized w */
@@ -465,6 +479,7 @@ static inline void dot_f32_blocks(void (*deq)(const void *, float *), int qk, si
         acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / qk; i++) {
         deq((const char *)w + (size_t)i * bb, buf);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const float *xk = (const float *)xrow(x, xs, k) + i * qk;
             __m256 a = acc[k];
@@ -473,6 +488,7 @@ static inline void dot_f32_blocks(void (*deq)(const void *, float *), int qk, si
             acc[k] = a;
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = hsum8(acc[k]);
 }

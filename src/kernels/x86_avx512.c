@@ -64,8 +64,8 @@ static inline __m256i unpack_32(enum kernels_type t, const void *w, int64_t i, f
     return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
 }
 
-static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
-                            int n_x, int64_t n, float *out)
+KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
+                             int64_t n, float *out, const int n_x)
 {
     __m256 acc[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -74,6 +74,7 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
         float dw;
         __m256i q = unpack_32(t, w, i, &dw);
         __m256i aq = _mm256_abs_epi8(q);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_0 *y = (const struct block_q8_0 *)xrow(x, xs, k) + i;
             __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->qs), q);
@@ -82,6 +83,7 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
                                      acc[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_setzero_ps(), acc[k], 0));
 }
@@ -89,17 +91,17 @@ static inline void dot_q_32(enum kernels_type t, const void *w, const void *x, s
 static void avx512_dot_q_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    dot_q_32(KERNELS_Q8_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q8_0, w, x, xs, n, out);
 }
 static void avx512_dot_q_q4_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    dot_q_32(KERNELS_Q4_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q4_0, w, x, xs, n, out);
 }
 static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    dot_q_32(KERNELS_Q5_0, w, x, xs, n_x, n, out);
+    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q5_0, w, x, xs, n, out);
 }
 
 /* ======================================================================== K-quants, 512-bit */
@@ -110,8 +112,8 @@ static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, 
  * (|.| <= 3840), VNNI vpdpwssd multiplies them by the sub-block scale and accumulates
  * into s32 in one instruction. All integer sums are exact; only the float order
  * differs from ref.c. */
-static void avx512_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
+KERNELS_INLINE void q4k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
+                         const int n_x)
 {
     __m512 acc[KERNELS_NX];
     __m256 accm[KERNELS_NX];
@@ -147,6 +149,7 @@ KERNELS_UNROLL8
         __m128i mn = _mm_cvtsi64_si128((long long)mn8);
         __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
         float d = fp16(b->d), dmin = fp16(b->dmin);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m512i sumi = _mm512_setzero_si512();
@@ -163,6 +166,7 @@ KERNELS_UNROLL8
                                       accm[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = _mm512_reduce_add_ps(acc[k]) -
                  _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_setzero_ps(), accm[k], 0));
@@ -172,8 +176,8 @@ KERNELS_UNROLL8
  * and 4h+1 (low nibbles of 32..63); their high bits come from the same 32 qh bytes
  * shifted by 4 and 2, one variable shift per half. The -32 offset goes through the
  * activation block sums as in the AVX2 version (exact in s32). */
-static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
+KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
+                         const int n_x)
 {
     __m512 acc[KERNELS_NX];
     for (int k = 0; k < KERNELS_NX; k++)
@@ -207,6 +211,7 @@ KERNELS_UNROLL8
         for (int c = 0; c < 4; c++)
             scv[c] = _mm512_permutexvar_epi16(idx[c], sc512);
         float d = fp16(b->d);
+KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m512i sumi = _mm512_setzero_si512();
@@ -222,8 +227,21 @@ KERNELS_UNROLL8
                                      acc[k]);
         }
     }
+KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         out[k] = _mm512_reduce_add_ps(acc[k]);
+}
+
+static void avx512_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                              float *out)
+{
+    KERNELS_NX_SWITCH(n_x, q4k_body, w, x, xs, n, out);
+}
+
+static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                              float *out)
+{
+    KERNELS_NX_SWITCH(n_x, q6k_body, w, x, xs, n, out);
 }
 
 void kernels_avx512_fill(struct kernels_table *t)
