@@ -43,6 +43,7 @@ static int cpu_has_avx512(void)
 
 int kernels_init(enum kernels_isa force)
 {
+    memset(&kernels_tab, 0, sizeof kernels_tab); /* an ISA chosen before leaves nothing */
     kernels_ref_fill(&kernels_tab);
     g_isa = KERNELS_ISA_REF;
     g_ready = 1;
@@ -209,7 +210,7 @@ static int check_view(const struct kernels_tensor_view *W, int n_tok, int64_t rb
 
 /* Cache blocking for many tokens (prefill): a block of rows (at most MM_W_BLOCK bytes of
  * weights, L2-resident) meets chunks of tokens (at most MM_X_BLOCK bytes of activations,
- * also L2); inside, row by row with tokens in groups of KERNELS_NX so a weight block is
+ * also L2); inside, row by row with tokens in groups of KERNELS_NX (or the ISA's dot_q_nx) so a weight block is
  * unpacked once for several tokens while the weight row stays in L1. Weights stream from
  * memory once; without the blocking a wide matrix (ffn_down's 8960 columns) re-read
  * every token's activations from L3 for each row. One token (decode) is the plain
@@ -217,14 +218,15 @@ static int check_view(const struct kernels_tensor_view *W, int n_tok, int64_t rb
 #define MM_W_BLOCK (192 * 1024)
 #define MM_X_BLOCK (512 * 1024)
 
-static void run_tile(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
-                     size_t x_stride, float *y, int t0, int t1, int64_t rb, int64_t re)
+static void run_tile(kernels_dot_fn dot, int nx_max, const struct kernels_tensor_view *W,
+                     const void *x, size_t x_stride, float *y, int t0, int t1, int64_t rb,
+                     int64_t re)
 {
-    float out[KERNELS_NX];
+    float out[KERNELS_NX_MAX];
     for (int64_t r = rb; r < re; r++) {
         const void *w = (const char *)W->data + (size_t)r * W->row_bytes;
-        for (int t = t0; t < t1; t += KERNELS_NX) {
-            int nx = t1 - t < KERNELS_NX ? t1 - t : KERNELS_NX;
+        for (int t = t0; t < t1; t += nx_max) {
+            int nx = t1 - t < nx_max ? t1 - t : nx_max;
             dot(w, (const char *)x + (size_t)t * x_stride, x_stride, nx, W->cols, out);
             for (int k = 0; k < nx; k++)
                 y[(size_t)(t + k) * (size_t)W->rows + (size_t)r] = out[k];
@@ -232,20 +234,22 @@ static void run_tile(kernels_dot_fn dot, const struct kernels_tensor_view *W, co
     }
 }
 
-static void run_rows(kernels_dot_fn dot, const struct kernels_tensor_view *W, const void *x,
-                     size_t x_stride, float *y, int n_tok, int64_t rb, int64_t re)
+/* nx_max: tokens per dot call (KERNELS_NX, or the ISA's dot_q_nx). */
+static void run_rows(kernels_dot_fn dot, int nx_max, const struct kernels_tensor_view *W,
+                     const void *x, size_t x_stride, float *y, int n_tok, int64_t rb,
+                     int64_t re)
 {
     int64_t rows_blk = (int64_t)(MM_W_BLOCK / (W->row_bytes ? W->row_bytes : 1));
-    int tok_blk = (int)(MM_X_BLOCK / (x_stride ? x_stride : 1)) / KERNELS_NX * KERNELS_NX;
+    int tok_blk = (int)(MM_X_BLOCK / (x_stride ? x_stride : 1)) / nx_max * nx_max;
     if (rows_blk < 1)
         rows_blk = 1;
-    if (tok_blk < KERNELS_NX)
-        tok_blk = KERNELS_NX;
+    if (tok_blk < nx_max)
+        tok_blk = nx_max;
     for (int64_t r0 = rb; r0 < re; r0 += rows_blk) {
         int64_t r1 = r0 + rows_blk < re ? r0 + rows_blk : re;
         for (int t0 = 0; t0 < n_tok; t0 += tok_blk)
-            run_tile(dot, W, x, x_stride, y, t0, t0 + tok_blk < n_tok ? t0 + tok_blk : n_tok,
-                     r0, r1);
+            run_tile(dot, nx_max, W, x, x_stride, y, t0,
+                     t0 + tok_blk < n_tok ? t0 + tok_blk : n_tok, r0, r1);
     }
 }
 
@@ -256,8 +260,8 @@ int kernels_matmul(const struct kernels_tensor_view *W, const float *x, float *y
     int rc = check_view(W, n_tok, row_begin, row_end);
     if (rc)
         return rc;
-    run_rows(kernels_tab.dot_f32[W->type], W, x, (size_t)W->cols * sizeof(float), y, n_tok,
-             row_begin, row_end);
+    run_rows(kernels_tab.dot_f32[W->type], KERNELS_NX, W, x, (size_t)W->cols * sizeof(float),
+             y, n_tok, row_begin, row_end);
     return 0;
 }
 
@@ -269,7 +273,9 @@ int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float
     if (rc)
         return rc;
     size_t stride = kernels_row_bytes(kernels_act_type(W->type), W->cols);
-    run_rows(kernels_tab.dot_q[W->type], W, act, stride, y, n_tok, row_begin, row_end);
+    int nx = kernels_tab.dot_q_nx[W->type];
+    run_rows(kernels_tab.dot_q[W->type], nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX, W,
+             act, stride, y, n_tok, row_begin, row_end);
     return 0;
 }
 

@@ -24,6 +24,7 @@
 #endif
 
 #define KERNELS_NX 4
+#define KERNELS_NX_MAX 8 /* an ISA may take up to this many tokens per dot_q call */
 
 /*
  * Multi-token dot bodies are force-inlined and called through KERNELS_NX_SWITCH with n_x
@@ -42,6 +43,19 @@
         default: body(__VA_ARGS__, KERNELS_NX); break;                                     \
         }                                                                                  \
     } while (0)
+#define KERNELS_NX8_SWITCH(n_x, body, ...)                                                   \
+    do {                                                                                   \
+        switch (n_x) {                                                                     \
+        case 1: body(__VA_ARGS__, 1); break;                                               \
+        case 2: body(__VA_ARGS__, 2); break;                                               \
+        case 3: body(__VA_ARGS__, 3); break;                                               \
+        case 4: body(__VA_ARGS__, 4); break;                                               \
+        case 5: body(__VA_ARGS__, 5); break;                                               \
+        case 6: body(__VA_ARGS__, 6); break;                                               \
+        case 7: body(__VA_ARGS__, 7); break;                                               \
+        default: body(__VA_ARGS__, 8); break;                                              \
+        }                                                                                  \
+    } while (0)
 #define KERNELS_NTYPES 31
 
 /* w: one weight row of n elements; x: float rows (dot_f32) or activation rows of
@@ -52,6 +66,10 @@ typedef void (*kernels_dot_fn)(const void *w, const void *x, size_t x_stride, in
 struct kernels_table {
     kernels_dot_fn dot_f32[KERNELS_NTYPES];
     kernels_dot_fn dot_q[KERNELS_NTYPES];
+    /* tokens dot_q[t] takes per call (1..KERNELS_NX_MAX); 0 means KERNELS_NX. More
+     * tokens per call unpack each weight block fewer times in a prefill, where the ISA
+     * has the registers to hold that many accumulators (AVX-512: 32). */
+    int dot_q_nx[KERNELS_NTYPES];
     void (*quantize_q8_0_act)(const float *x, void *y, int64_t n);
     void (*quantize_q8_K_act)(const float *x, void *y, int64_t n);
     void (*f32_to_f16)(const float *x, kernels_fp16 *y, int64_t n);

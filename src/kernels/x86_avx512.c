@@ -115,10 +115,10 @@ static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, 
 KERNELS_INLINE void q4k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
                          const int n_x)
 {
-    __m512 acc[KERNELS_NX];
-    __m256 accm[KERNELS_NX];
-    for (int k = 0; k < KERNELS_NX; k++)
-        acc[k] = _mm512_setzero_ps(), accm[k] = _mm256_setzero_ps();
+    __m512 acc[KERNELS_NX_MAX]; /* the mins term is subtracted into the same sum */
+KERNELS_UNROLL8
+    for (int k = 0; k < n_x; k++)
+        acc[k] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF);
     __m512i idx[4];
     for (int p = 0; p < 4; p++) /* s16 lanes 0..15 take scale 2p, 16..31 scale 2p+1 */
@@ -162,14 +162,13 @@ KERNELS_UNROLL8
                                              mdup);
             acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * d), _mm512_cvtepi32_ps(sumi),
                                      acc[k]);
-            accm[k] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * dmin), _mm256_cvtepi32_ps(summ),
-                                      accm[k]);
+            acc[k] = _mm512_fnmadd_ps(_mm512_set1_ps(y->d * dmin),
+                                      _mm512_cvtepi32_ps(_mm512_zextsi256_si512(summ)), acc[k]);
         }
     }
 KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
-        out[k] = _mm512_reduce_add_ps(acc[k]) -
-                 _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_setzero_ps(), accm[k], 0));
+        out[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
 /* Q6_K against Q8_K: a 64-byte load of ql holds chunks 4h (low nibbles of bytes 0..31)
@@ -179,8 +178,9 @@ KERNELS_UNROLL8
 KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
                          const int n_x)
 {
-    __m512 acc[KERNELS_NX];
-    for (int k = 0; k < KERNELS_NX; k++)
+    __m512 acc[KERNELS_NX_MAX];
+KERNELS_UNROLL8
+    for (int k = 0; k < n_x; k++)
         acc[k] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -235,13 +235,13 @@ KERNELS_UNROLL8
 static void avx512_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    KERNELS_NX_SWITCH(n_x, q4k_body, w, x, xs, n, out);
+    KERNELS_NX8_SWITCH(n_x, q4k_body, w, x, xs, n, out);
 }
 
 static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    KERNELS_NX_SWITCH(n_x, q6k_body, w, x, xs, n, out);
+    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out);
 }
 
 void kernels_avx512_fill(struct kernels_table *t)
@@ -251,6 +251,8 @@ void kernels_avx512_fill(struct kernels_table *t)
     t->dot_q[KERNELS_Q5_0] = avx512_dot_q_q5_0;
     t->dot_q[KERNELS_Q4_K] = avx512_dot_q_q4_K;
     t->dot_q[KERNELS_Q6_K] = avx512_dot_q_q6_K;
+    t->dot_q_nx[KERNELS_Q4_K] = KERNELS_NX_MAX;
+    t->dot_q_nx[KERNELS_Q6_K] = KERNELS_NX_MAX;
 }
 
 #if defined(__clang__)

@@ -465,6 +465,10 @@ static void test_matmul_all_types(void **state)
             check_matmul(t, 5, cols, n_tok, isas, n_isa);
         }
         check_matmul(t, 3, qk > 1 ? 4 * qk : 96, 9, isas, n_isa); /* two token groups + 1 */
+        /* every token count up to two groups of the widest dot (KERNELS_NX_MAX = 8 tokens
+         * per call) plus one, so each n_x specialisation of every ISA runs */
+        for (int nt = 1; nt <= 17; nt++)
+            check_matmul(t, 3, qk > 1 ? 2 * qk : 33, nt, isas, n_isa);
     }
 }
 
