@@ -27,6 +27,7 @@ static const struct subcommand subcommands[] = {
     {"serve", cli_serve, "serve the OpenAI-compatible REST API (docs/API.md)"},
     {"chat", cli_chat, "chat with a running server (REST; retries 429/503)"},
     {"doctor", cli_doctor, "check the deployment: process, ports, log, model checksums, ..."},
+    {"erase", cli_erase, "erase one API key id's data (GDPR): data key, prompt logs, caches"},
 };
 
 static void usage(FILE *out)

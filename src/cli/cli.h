@@ -23,5 +23,6 @@ int cli_bench(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
+int cli_erase(int argc, char **argv);
 
 #endif

@@ -99,7 +99,7 @@
     X(api_keys, PATH, "", "", "", "", 0, NULL,                                                \
       "File of API keys, one per line. Empty: no authentication (keep host on 127.0.0.1).")  \
     X(admin_key, STRING, "", "", "", "", CONFIG_SECRET, NULL,                                 \
-      "Key for the administrative endpoints. Empty: those endpoints are off.")               \
+      "Key for the admin endpoints (also: keys of scope=admin). Empty: only those keys.")    \
     /* ---- cache ---- */                                                                    \
     X(cache_size, INT, "268435456", "0", "1099511627776", "", CONFIG_BYTES, NULL,             \
       "Memory for the response cache in bytes (0: cache off).")                              \
@@ -111,7 +111,7 @@
     X(log_level, ENUM, "info", "", "", "error|warn|info|debug", 0, NULL,                      \
       "Least severe level written to the log.")                                              \
     X(log_prompts, BOOL, "false", "", "", "", 0, NULL,                                        \
-      "Write prompt and completion text to the logs (off: metadata only).")                  \
+      "Keep prompts and outputs in per-key logs sealed with the key's data key.")            \
     X(pid_file, PATH, "", "", "", "", 0, NULL,                                                \
       "PID file of the server. Empty: chosen by the server.")                                \
     X(metrics_vllm_names, BOOL, "false", "", "", "", 0, NULL,                                 \

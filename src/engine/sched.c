@@ -34,6 +34,7 @@ struct slot_kv {
     size_t n;                 /* == forward_seq_len of the slot */
     char tag[REQUEST_TAG_MAX];
     unsigned long long used;  /* s->clock when its last request ended */
+    bool forget;              /* its tag was erased while it ran: drop rows at release */
 };
 
 struct sched {
@@ -57,6 +58,13 @@ struct sched {
     int wait_cap, wait_head, wait_len;
     int running;
     bool draining, stopping, thread_started;
+    /* sched_forget_tag: one caller at a time (forget_mu, taken before mu), the work
+     * done by the engine thread */
+    pthread_mutex_t forget_mu;
+    pthread_cond_t forget_cv;
+    char forget_tag[REQUEST_TAG_MAX];
+    bool forget_pending;
+    int forget_n;
     unsigned long long steps, tokens_prompt, tokens_generated, tokens_cached;
     pthread_t thread;
 };
@@ -123,16 +131,103 @@ void sched_stats(struct sched *s, struct sched_stats *out)
 
 /* ------------------------------------------------------ slots (engine thread) */
 
+/* Empties slot i's prefix-cache record: rows, token ids and tag. */
+static void slot_forget(struct sched *s, int i)
+{
+    struct slot_kv *kv = &s->kv[i];
+    forward_seq_clear(s->fwd, i);
+    memset(kv->toks, 0, sizeof(int32_t) * (size_t)s->p.n_ctx);
+    kv->n = 0;
+    memset(kv->tag, 0, sizeof kv->tag);
+    kv->forget = false;
+    kv->used = 0; /* empty: the first slot to take next, before any with rows */
+}
+
+/* The work of sched_forget_tag, on the engine thread: free slots now, busy ones at
+ * their release. Returns the number of slots concerned. */
+static int slots_forget_tag(struct sched *s, const char *tag)
+{
+    int n = 0;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        struct slot_kv *kv = &s->kv[i];
+        bool busy = s->slots[i].req != NULL;
+        if (strcmp(kv->tag, tag))
+            continue;
+        if (!busy && kv->n == 0) { /* no rows: only the name is left */
+            memset(kv->tag, 0, sizeof kv->tag);
+            continue;
+        }
+        n++;
+        if (busy)
+            kv->forget = true;
+        else
+            slot_forget(s, i);
+    }
+    return n;
+}
+
+/* Engine thread, at the start of a step: answers a pending sched_forget_tag. */
+static void sched_do_forget(struct sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool pending = s->forget_pending;
+    char tag[REQUEST_TAG_MAX];
+    memcpy(tag, s->forget_tag, sizeof tag);
+    pthread_mutex_unlock(&s->mu);
+    if (!pending)
+        return;
+    int n = slots_forget_tag(s, tag);
+    pthread_mutex_lock(&s->mu);
+    s->forget_n = n;
+    s->forget_pending = false;
+    pthread_cond_broadcast(&s->forget_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sched_forget_tag(struct sched *s, const char *tag, int *n, struct err *err)
+{
+    if (n)
+        *n = 0;
+    if (strlen(tag) >= REQUEST_TAG_MAX)
+        return err_set(err, ERR_INVALID, "sched: tag longer than %d bytes", REQUEST_TAG_MAX - 1);
+    if (!s->thread_started) {
+        int k = slots_forget_tag(s, tag);
+        if (n)
+            *n = k;
+        return 0;
+    }
+    pthread_mutex_lock(&s->forget_mu);
+    pthread_mutex_lock(&s->mu);
+    bool done = false;
+    if (!s->stopping) {
+        snprintf(s->forget_tag, sizeof s->forget_tag, "%s", tag);
+        s->forget_pending = true;
+        pthread_cond_signal(&s->cv);
+        while (s->forget_pending && !s->stopping)
+            pthread_cond_wait(&s->forget_cv, &s->mu);
+        done = !s->forget_pending;
+        if (done && n)
+            *n = s->forget_n;
+    }
+    s->forget_pending = false;
+    int rc = done ? 0 : err_set(err, ERR_RANGE, "sched: stopping; prefix-cache rows not dropped");
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->forget_mu);
+    return rc;
+}
+
 /* keep: the slot's KV rows stay for the prefix cache (they are valid: everything in
  * kv->toks went through a forward pass that succeeded). */
 static void slot_release(struct sched *s, int i, bool keep)
 {
     struct slot *sl = &s->slots[i];
-    if (!keep || s->p.prefix_off) {
+    s->kv[i].used = ++s->clock;
+    if (s->kv[i].forget) {
+        slot_forget(s, i);
+    } else if (!keep || s->p.prefix_off) {
         forward_seq_clear(s->fwd, i);
         s->kv[i].n = 0;
     }
-    s->kv[i].used = ++s->clock;
     sampler_free(sl->smp);
     stop_free(sl->stop);
     stop_free(sl->stop_r);
@@ -421,6 +516,7 @@ static void sched_sample(struct sched *s, const float *logits, int n)
 
 int sched_step(struct sched *s, struct err *err)
 {
+    sched_do_forget(s);
     sched_drop_cancelled(s);
     sched_admit(s);
     int n = sched_build(s);
@@ -453,7 +549,7 @@ static void *sched_thread(void *arg)
     struct sched *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && s->running == 0 && s->wait_len == 0)
+        while (!s->stopping && s->running == 0 && s->wait_len == 0 && !s->forget_pending)
             pthread_cond_wait(&s->cv, &s->mu);
         bool stop = s->stopping;
         pthread_mutex_unlock(&s->mu);
@@ -489,6 +585,8 @@ int sched_new(const struct model *m, const struct tokenizer *t, const struct sch
     s->n_vocab = model_hparams(m)->n_vocab;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->forget_cv, NULL);
+    pthread_mutex_init(&s->forget_mu, NULL);
     struct forward_params fp;
     forward_params_default(&fp);
     fp.n_threads = p->n_threads;
@@ -533,6 +631,7 @@ void sched_free(struct sched *s)
         pthread_mutex_lock(&s->mu);
         s->stopping = true;
         pthread_cond_signal(&s->cv);
+        pthread_cond_broadcast(&s->forget_cv);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
     }
@@ -555,6 +654,8 @@ void sched_free(struct sched *s)
     free(s->logits);
     free(s->wait);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->forget_cv);
+    pthread_mutex_destroy(&s->forget_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -84,6 +84,18 @@ void sched_drain(struct sched *s);
 /* Running + waiting requests right now. */
 void sched_stats(struct sched *s, struct sched_stats *out);
 
+/* Forgets the prefix-cache rows tagged tag (an API key id being erased, `deepseek
+ * erase`): every free slot holding them is emptied now (its token record zeroed, its
+ * KV length 0; the K/V bytes stay in memory until the slot is reused), and a slot
+ * running a request of that tag drops its rows when the request ends instead of
+ * keeping them. The slots belong to the engine thread, so this asks it to do the work
+ * at the start of its next step (waking it if idle) and waits; a forward pass in
+ * flight finishes first. Without an engine thread (sched_start never called) the
+ * work is done on the calling thread, which must then be the one calling sched_step.
+ * *n (may be NULL) = slots whose rows were or will be dropped. ERR_RANGE when the
+ * scheduler is stopping. Any thread but the engine thread. */
+int sched_forget_tag(struct sched *s, const char *tag, int *n, struct err *err);
+
 /* One scheduling step on the calling thread (see top). Returns the number of
  * requests still running or waiting, or a negative error if the forward pass failed
  * (those requests are finished with REQUEST_FINISH_ERROR; the scheduler stays usable). */

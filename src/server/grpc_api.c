@@ -36,6 +36,7 @@
 #include "server/auth.h"
 #include "server/grpc_frame.h"
 #include "server/metrics.h"
+#include "server/promptlog.h"
 #include "server/ratelimit.h"
 
 #define GRPC_CANCELLED 1 /* not in apierr_grpc: no REST kind maps to it */
@@ -76,6 +77,7 @@ struct gstream {
     char *content, *reasoning;
     size_t content_len, reasoning_len;
     char rid[48];
+    json_t *plog; /* {"messages": [...]}: the prompt-log record's input; NULL when off */
 };
 
 struct conn {
@@ -179,6 +181,8 @@ static void finish(struct gstream *s, int code, const char *msg)
         return;
     s->answered = true;
     s->status = code;
+    if (code == APIERR_GRPC_UNAVAILABLE && s->retry_s <= 0)
+        s->retry_s = 1; /* busy, loading, draining: as REST's 503 with Retry-After: 1 */
     snprintf(s->msg, sizeof s->msg, "%s", msg ? msg : "");
     if (s->responded) {
         s->trailers = true;
@@ -272,6 +276,37 @@ static void stream_log(struct gstream *s)
         metrics_http_request(g->d.metrics, http_of(s->status), "grpc");
 }
 
+/* Writes the record of s whose input is in. */
+static void prompt_write(struct gstream *s, json_t *in)
+{
+    json_t *rec = promptlog_record_new(s->rid[0] ? s->rid : "grpc", "grpc", s->path,
+                                       s->key.id);
+    struct err e = {0};
+    if (!rec || json_object_update(rec, in) ||
+        json_object_set_new(rec, "output", json_pack("[{s:s%,s:s%,s:s}]", "content",
+                                                     s->content ? s->content : "",
+                                                     s->content_len, "reasoning",
+                                                     s->reasoning ? s->reasoning : "",
+                                                     s->reasoning_len, "finish",
+                                                     request_finish_name(s->finish))) ||
+        json_object_set_new(rec, "status", json_integer(s->status)))
+        LOG(WARN, "%s: prompt log record not written: out of memory", s->rid);
+    else if (promptlog_append(s->c->g->d.prompts, promptlog_subject(s->key.id), rec, &e))
+        LOG(WARN, "%s: prompt log record not written: %s", s->rid, e.msg);
+    json_decref(rec);
+}
+
+/* The call's sealed prompt-log record, once (call_end, or stream_free for a call
+ * refused before it opened). */
+static void prompt_log(struct gstream *s)
+{
+    json_t *in = s->plog;
+    s->plog = NULL;
+    if (in && s->c->g->d.prompts)
+        prompt_write(s, in);
+    json_decref(in);
+}
+
 /* Ends the generation bookkeeping once: engine request, rate limit, metrics, log. */
 static void call_end(struct gstream *s)
 {
@@ -301,6 +336,7 @@ static void call_end(struct gstream *s)
         ratelimit_release(g->d.rl, s->key.id, s->rl_reserved,
                           (long)s->prompt_tokens + s->completion_tokens);
     s->rl_held = false;
+    prompt_log(s);
     stream_log(s);
 }
 
@@ -402,7 +438,8 @@ static void call_update(struct gstream *s)
         r.text = o.content ? o.content : (char *)"";
         r.reasoning = o.reasoning ? o.reasoning : (char *)"";
         bad = send_msg(s, &r);
-    } else if (s->m == M_GENERATE) {
+    }
+    if (!bad && (s->m == M_GENERATE || s->plog)) {
         bad = append(&s->content, &s->content_len, o.content, o.content_len) ||
               append(&s->reasoning, &s->reasoning_len, o.reasoning, o.reasoning_len);
     }
@@ -556,6 +593,19 @@ static void gen_submit(struct gstream *s, struct request_params *rp, int32_t *id
         respond(s); /* headers now: the client sees the call is accepted */
 }
 
+/* {"messages": [{role, content}...]} of a decoded request, for the prompt log. */
+static json_t *prompt_input(const struct grpc_frame_gen *gen)
+{
+    static const char *const roles[] = {"system", "user", "assistant"};
+    json_t *msgs = json_array();
+    for (size_t i = 0; msgs && i < gen->n_msgs; i++) {
+        unsigned r = (unsigned)gen->msgs[i].role;
+        json_array_append_new(msgs, json_pack("{ssss}", "role", r < 3 ? roles[r] : "user",
+                                              "content", gen->msgs[i].content));
+    }
+    return msgs ? json_pack("{so}", "messages", msgs) : NULL;
+}
+
 static void gen_start(struct gstream *s, const uint8_t *msg, size_t len)
 {
     struct grpc_api *g = s->c->g;
@@ -594,6 +644,8 @@ static void gen_start(struct gstream *s, const uint8_t *msg, size_t len)
     }
     if (s->key.id[0])
         snprintf(gen.rp.cache_tag, sizeof gen.rp.cache_tag, "%s", s->key.id);
+    if (g->d.prompts)
+        s->plog = prompt_input(&gen);
     gen_submit(s, &gen.rp, ids, n); /* request_new copies the stop strings */
     grpc_frame_gen_free(&gen);
 }
@@ -730,6 +782,7 @@ static void stream_free(struct gstream *s)
     if (s->out)
         evbuffer_free(s->out);
     free(s->body);
+    prompt_log(s);
     free(s->content);
     free(s->reasoning);
     free(s);

@@ -8,7 +8,9 @@
  *   /grpc.health.v1.Health/Check, Watch   SERVING while ready, NOT_SERVING otherwise
  *
  * Same engine queue, keys, rate limits, metrics (protocol="grpc") and access log as
- * the REST API (http_api.h). Status codes and trailers are in docs/API.md "gRPC".
+ * the REST API (http_api.h), and the same sealed prompt-log records when
+ * deps->prompts is set (one per generation call that passed validation, written when
+ * it ends). Status codes and trailers are in docs/API.md "gRPC".
  * A malformed frame or message ends its stream with an error status; an HTTP/2
  * protocol error ends its connection; neither ever the process.
  *
@@ -32,6 +34,7 @@ struct event_base;
 struct metrics;
 struct auth;
 struct ratelimit;
+struct promptlog;
 
 struct grpc_api_deps {
     struct event_base *base;
@@ -47,6 +50,7 @@ struct grpc_api_deps {
     size_t max_message;        /* bytes of one request message (0 = 4 MiB) */
     int n_ctx;
     double temperature, top_p; /* defaults for fields a request leaves at 0 */
+    struct promptlog *prompts; /* --log-prompts (server/promptlog.h); NULL: off */
 };
 
 struct grpc_api;

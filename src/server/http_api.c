@@ -13,6 +13,8 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,9 @@
 #include "server/accesslog.h"
 #include "server/apierr.h"
 #include "server/auth.h"
+#include "server/erase.h"
 #include "server/metrics.h"
+#include "server/promptlog.h"
 #include "server/ratelimit.h"
 #include "server/rcache.h"
 
@@ -68,6 +72,7 @@ struct call {
     bool cache_hit;   /* served from the response cache: nothing was generated */
     bool cache_store; /* a cacheable miss: store the result when it completes */
     unsigned char cache_key[RCACHE_KEY_BYTES];
+    json_t *plog; /* {"messages": ...} or {"prompt": ...}: the prompt-log record's input */
 };
 
 struct http_api {
@@ -92,14 +97,19 @@ static double now_s(void)
 
 /* ------------------------------------------------------------------ replies */
 
+static const char *method_name(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type m = req ? evhttp_request_get_command(req) : EVHTTP_REQ_POST;
+    return m == EVHTTP_REQ_GET ? "GET" : m == EVHTTP_REQ_DELETE ? "DELETE" : "POST";
+}
+
 static void access_log(struct http_api *a, struct evhttp_request *req, const char *route,
                        int status, const struct call *c)
 {
     struct accesslog_entry e = {.request_id = c ? c->id : NULL,
                                 .key_id = c && c->key.id[0] ? c->key.id : NULL,
                                 .protocol = "http",
-                                .method = req && evhttp_request_get_command(req) ==
-                                                             EVHTTP_REQ_GET ? "GET" : "POST",
+                                .method = method_name(req),
                                 .route = route, .status = status, .prompt_tokens = -1,
                                 .completion_tokens = -1, .cached_tokens = -1,
                                 .queue_ms = -1, .total_ms = -1};
@@ -509,6 +519,38 @@ static void call_unlink(struct call *c)
     a->n_calls--;
 }
 
+static json_t *json_text(const char *s, size_t n);
+
+/* The call's sealed prompt-log record: its input, what each choice produced, status. */
+static void prompt_log(struct call *c, int status)
+{
+    struct http_api *a = c->api;
+    if (!c->plog || !a->d.prompts)
+        return;
+    json_t *rec = promptlog_record_new(c->id, "http", c->route, c->key.id);
+    json_t *out = json_array();
+    for (int i = 0; rec && out && i < c->n_choices; i++) {
+        const struct choice *ch = &c->ch[i];
+        json_array_append_new(out, json_pack("{soso ss}", "content",
+                                             json_text(ch->content.p, ch->content.len),
+                                             "reasoning",
+                                             json_text(ch->reasoning.p, ch->reasoning.len),
+                                             "finish", request_finish_name(ch->finish)));
+    }
+    struct err e = {0};
+    if (!rec || !out || json_object_update(rec, c->plog) ||
+        json_object_set_new(rec, "output", json_incref(out)) ||
+        json_object_set_new(rec, "status", json_integer(status)) ||
+        json_object_set_new(rec, "cache", c->cache_hit ? json_string("hit")
+                                          : c->cache_store ? json_string("miss")
+                                                           : json_null()))
+        LOG(WARN, "%s: prompt log record not written: out of memory", c->id);
+    else if (promptlog_append(a->d.prompts, promptlog_subject(c->key.id), rec, &e))
+        LOG(WARN, "%s: prompt log record not written: %s", c->id, e.msg);
+    json_decref(out);
+    json_decref(rec);
+}
+
 /* Releases everything; the reply has been sent (or the client is gone). */
 static void call_free(struct call *c, int status)
 {
@@ -539,6 +581,7 @@ static void call_free(struct call *c, int status)
         metrics_observe(a->d.metrics, METRICS_E2E, now_s() - c->t0);
     if (c->rl_held && a->d.rl)
         ratelimit_release(a->d.rl, c->key.id, c->rl_reserved, used);
+    prompt_log(c, status);
     access_log(a, c->req, c->route, status, c);
     call_unlink(c);
     if (c->keepalive)
@@ -550,6 +593,7 @@ static void call_free(struct call *c, int status)
         free(c->ch[i].content.p);
         free(c->ch[i].reasoning.p);
     }
+    json_decref(c->plog);
     free(c);
 }
 
@@ -835,8 +879,9 @@ static void call_update(struct call *c, int i)
     }
     if (c->stream)
         stream_update(c, i, &o);
-    if ((!c->stream || c->cache_store) && (acc_append(&ch->content, o.content, o.content_len) ||
-             acc_append(&ch->reasoning, o.reasoning, o.reasoning_len)))
+    bool keep = !c->stream || c->cache_store || c->plog; /* the text is needed at the end */
+    if (keep && (acc_append(&ch->content, o.content, o.content_len) ||
+                 acc_append(&ch->reasoning, o.reasoning, o.reasoning_len)))
         snprintf(o.error, sizeof o.error, "out of memory"), o.finish = REQUEST_FINISH_ERROR;
     if (o.state == REQUEST_DONE) {
         ch->done = true;
@@ -1286,6 +1331,8 @@ static void on_chat(struct evhttp_request *req, void *arg)
             n_ids[i] = n_ids[0];
         }
         struct call *c = ok ? call_new(a, req, route, true, &p, &key) : NULL;
+        if (c && a->d.prompts)
+            c->plog = json_pack("{sO}", "messages", json_object_get(body, "messages"));
         if (c) {
             call_start(a, c, &p, ids, n_ids, p.n);
         } else {
@@ -1351,6 +1398,8 @@ static void on_completions(struct evhttp_request *req, void *arg)
                     p.param, p.msg);
     } else {
         struct call *c = call_new(a, req, route, false, &p, &key);
+        if (c && a->d.prompts)
+            c->plog = json_pack("{sO}", "prompt", json_object_get(body, "prompt"));
         if (c) {
             call_start(a, c, &p, ids, n_ids, n);
         } else {
@@ -1439,11 +1488,111 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     access_log(a, req, "/metrics", 200, NULL);
 }
 
+/* ------------------------------------------------------- admin endpoints */
+
+#define ADMIN_SUBJECTS "/v1/admin/subjects/"
+
+/* True when v (a header value: "Bearer KEY" or the bare key) is the --admin-key.
+ * Compares SHA-256 digests with CRYPTO_memcmp: no early exit, no length leak. */
+static bool is_admin_key(const char *admin_key, const char *v)
+{
+    if (!admin_key || !admin_key[0] || !v)
+        return false;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (!strncasecmp(v, "Bearer", 6) && (v[6] == ' ' || v[6] == '\t'))
+        for (v += 6; *v == ' ' || *v == '\t';)
+            v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    unsigned char h1[EVP_MAX_MD_SIZE], h2[EVP_MAX_MD_SIZE];
+    unsigned int l1 = 0, l2 = 0;
+    if (!EVP_Digest(v, n, h1, &l1, EVP_sha256(), NULL) ||
+        !EVP_Digest(admin_key, strlen(admin_key), h2, &l2, EVP_sha256(), NULL))
+        return false;
+    return l1 == l2 && CRYPTO_memcmp(h1, h2, l1) == 0;
+}
+
+/* The --admin-key, or a key of scope=admin from the key file. who gets the key id
+ * ("admin-key" for the setting). False when a 401/403 has been sent. */
+static bool admin_ok(struct http_api *a, struct evhttp_request *req, const char *route,
+                     char who[AUTH_ID_MAX])
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *v = evhttp_find_header(h, "Authorization");
+    if (!v)
+        v = evhttp_find_header(h, "X-Api-Key");
+    if (is_admin_key(a->d.admin_key, v)) {
+        snprintf(who, AUTH_ID_MAX, "admin-key");
+        return true;
+    }
+    struct auth_key_info key;
+    enum auth_result r = a->d.auth ? auth_check(a->d.auth, v, &key)
+                                   : v ? AUTH_INVALID : AUTH_MISSING;
+    if (r == AUTH_OK && key.scope == AUTH_SCOPE_ADMIN) {
+        snprintf(who, AUTH_ID_MAX, "%s", key.id);
+        return true;
+    }
+    if (r == AUTH_OK) {
+        LOG(WARN, "%s: key id %s has scope user; refused", route, key.id);
+        reply_error(a, req, route, APIERR_PERMISSION, NULL,
+                    "this key has scope user; the admin endpoints need scope=admin");
+    } else {
+        reply_error(a, req, route, r == AUTH_MISSING ? APIERR_MISSING_KEY : APIERR_INVALID_KEY,
+                    NULL, NULL);
+    }
+    return false;
+}
+
+/* DELETE /v1/admin/subjects/ID: erases key id ID's data (server/erase.h). */
+static void on_admin_subject(struct http_api *a, struct evhttp_request *req, const char *id)
+{
+    static const char route[] = "/v1/admin/subjects";
+    if (!a->d.erase || (!a->d.auth && !(a->d.admin_key && a->d.admin_key[0]))) {
+        reply_error(a, req, route, APIERR_NOT_FOUND, NULL,
+                    "the admin endpoints are off: set --admin-key or give a key scope=admin");
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_DELETE) {
+        reply_error(a, req, route, APIERR_METHOD, NULL, "use DELETE");
+        return;
+    }
+    char who[AUTH_ID_MAX];
+    if (!admin_ok(a, req, route, who))
+        return;
+    if (!promptlog_id_valid(id)) {
+        reply_error(a, req, route, APIERR_INVALID_PARAM, "id",
+                    "id: expected a key id ([A-Za-z0-9._-], 1..63 bytes) or - (anonymous)");
+        return;
+    }
+    struct erase_targets t = *a->d.erase;
+    t.via = "rest";
+    t.requested_by = who;
+    json_t *report = NULL;
+    struct err e = {0};
+    int rc = erase_subject(&t, id, &report, &e);
+    if (rc) {
+        LOG(ERROR, "erase of key id %s (by %s): nothing erased: %s", id, who, e.msg);
+        reply_error(a, req, route, APIERR_INTERNAL, NULL, e.msg);
+        return;
+    }
+    const char *status = json_string_value(json_object_get(report, "status"));
+    LOG(INFO, "erase of key id %s (by %s): %s", id, who, status ? status : "?");
+    reply_json(req, 200, report);
+    json_decref(report);
+    access_log(a, req, route, 200, NULL);
+}
+
 static void on_unknown(struct evhttp_request *req, void *arg)
 {
     struct http_api *a = arg;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    if (path && !strncmp(path, ADMIN_SUBJECTS, sizeof ADMIN_SUBJECTS - 1)) {
+        on_admin_subject(a, req, path + sizeof ADMIN_SUBJECTS - 1);
+        return;
+    }
     char msg[160];
     snprintf(msg, sizeof msg, "no route %.100s", path ? path : "?");
     reply_error(a, req, "-", APIERR_NOT_FOUND, NULL, msg);
@@ -1470,7 +1619,8 @@ int http_api_new(const struct http_api_deps *deps, struct http_api **out, struct
     /* libevent answers bodies far over the limit itself (413, not our JSON body);
      * between max_body and 4x we answer with the OpenAI error shape. */
     evhttp_set_max_body_size(h, (ev_ssize_t)(deps->max_body * 4 + 4096));
-    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                      EVHTTP_REQ_DELETE);
     evhttp_set_cb(h, "/v1/chat/completions", on_chat, a);
     evhttp_set_cb(h, "/chat/completions", on_chat, a); /* DeepSeek's base URL has no /v1 */
     evhttp_set_cb(h, "/v1/completions", on_completions, a);

@@ -7,6 +7,8 @@
  *   GET  /health               200 while the process serves
  *   GET  /ready                200 when accepting work; 503 while loading or draining
  *   GET  /metrics              Prometheus text (server/metrics.h)
+ *   DELETE /v1/admin/subjects/ID  erase one key id's data (server/erase.h): a key of
+ *                              scope=admin or --admin-key; the JSON report
  * Everything else is 404; every error is the OpenAI error body (server/apierr.h).
  *
  * Caching (docs/API.md "Caching"): each engine request carries the caller's key id as
@@ -15,6 +17,9 @@
  * when one is configured: "X-Cache: HIT|MISS" on the reply; "Cache-Control:
  * no-store" on the request neither reads nor writes it.
  * Request and response shapes are in docs/API.md.
+ * Prompt logs: with deps->prompts, every generation call that passed validation
+ * leaves one sealed record (prompt, output, status) in its key's prompt log when it
+ * ends; nothing of the text goes to the ordinary logs.
  *
  * The event loop thread owns connections and the per-call state; generation runs on
  * the engine thread (engine/sched.h). A call renders and tokenizes its prompt on the
@@ -44,6 +49,8 @@ struct metrics;
 struct auth;
 struct ratelimit;
 struct rcache;
+struct promptlog;
+struct erase_targets;
 
 struct http_api_deps {
     struct event_base *base;
@@ -60,6 +67,9 @@ struct http_api_deps {
     double temperature, top_p; /* server defaults when a request gives none */
     bool vllm_names;           /* metrics_render's compat names */
     struct rcache *rcache;     /* response cache (server/rcache.h); NULL: off */
+    struct promptlog *prompts; /* --log-prompts (server/promptlog.h); NULL: off */
+    const struct erase_targets *erase; /* DELETE /v1/admin/subjects/ID; NULL: off */
+    const char *admin_key;     /* --admin-key ("" or NULL: none) */
 };
 
 struct http_api;

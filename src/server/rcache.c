@@ -476,25 +476,37 @@ void rcache_put(struct rcache *c, const char *tag, const unsigned char key[RCACH
     pthread_mutex_unlock(&c->mu);
 }
 
-int rcache_erase_tag(struct rcache *c, const char *tag, size_t *n, struct err *err)
+int rcache_erase_tag_tiers(struct rcache *c, const char *tag, long long *mem,
+                           long long *redis, struct err *err)
 {
-    size_t removed = 0;
+    size_t in_mem = 0, in_redis = 0;
     int rc = 0;
     if (c) {
         pthread_mutex_lock(&c->mu);
         for (struct entry *e = c->head, *next; e; e = next) {
             next = e->next;
             if (!strcmp(e->tag, tag))
-                mem_remove(c, e), removed++;
+                mem_remove(c, e), in_mem++;
         }
         if (c->p.ks) /* first: whatever Redis keeps from here on is unreadable */
             (void)keystore_erase(c->p.ks, tag[0] ? tag : "-", NULL);
         if (c->redis)
-            rc = redis_erase(c, tag, &removed, err);
+            rc = redis_erase(c, tag, &in_redis, err);
         pthread_mutex_unlock(&c->mu);
     }
+    if (mem)
+        *mem = c && c->p.mem_bytes ? (long long)in_mem : -1;
+    if (redis)
+        *redis = c && c->redis ? (long long)in_redis : -1;
+    return rc;
+}
+
+int rcache_erase_tag(struct rcache *c, const char *tag, size_t *n, struct err *err)
+{
+    long long mem = 0, redis = 0;
+    int rc = rcache_erase_tag_tiers(c, tag, &mem, &redis, err);
     if (n)
-        *n = removed;
+        *n = (size_t)(mem > 0 ? mem : 0) + (size_t)(redis > 0 ? redis : 0);
     return rc;
 }
 

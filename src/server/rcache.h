@@ -77,6 +77,10 @@ void rcache_put(struct rcache *c, const char *tag, const unsigned char key[RCACH
  * keystore; *n (may be NULL) = entries removed. ERR_IO when Redis is configured and
  * cannot be reached (memory entries and the data key are gone all the same). */
 int rcache_erase_tag(struct rcache *c, const char *tag, size_t *n, struct err *err);
+/* The same, counting per tier for erase reports: *mem and *redis (either may be NULL)
+ * get the entries removed from that tier, or -1 when the tier is off (or c is NULL). */
+int rcache_erase_tag_tiers(struct rcache *c, const char *tag, long long *mem,
+                           long long *redis, struct err *err);
 
 void rcache_stats(struct rcache *c, struct rcache_stats *out);
 

@@ -14,13 +14,17 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "ops/audit.h"
 #include "ops/keystore.h"
+#include "ops/wipe.h"
 #include "engine/sched.h"
 #include "server/accesslog.h"
 #include "server/auth.h"
+#include "server/erase.h"
 #include "server/grpc_api.h"
 #include "server/http_api.h"
 #include "server/metrics.h"
+#include "server/promptlog.h"
 #include "server/ratelimit.h"
 #include "server/rcache.h"
 
@@ -37,7 +41,12 @@ struct server {
     struct auth *auth;
     struct ratelimit *rl;
     struct rcache *rcache;
-    struct keystore *ks; /* data keys sealing the Redis cache entries */
+    struct keystore *ks; /* data keys sealing Redis cache entries and prompt logs */
+    char ks_path[CONFIG_PATH_MAX + 32];
+    struct promptlog *prompts; /* the prompt logs (appended only with --log-prompts) */
+    struct audit_operator op;  /* who erases: this process */
+    struct erase_targets erase;
+    char data_dir[CONFIG_PATH_MAX];
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     double drain_deadline;
     char pid_path[CONFIG_PATH_MAX + 32];
@@ -152,27 +161,56 @@ static int server_engine(struct server *s, struct err *err)
     return rc ? rc : sched_start(s->sched, err);
 }
 
+/* Data keys (ops/keystore.h) in <log dir>/cache.keys, one per key id: they seal the
+ * Redis entries and the prompt logs. Opened when either is on, or when the file is
+ * there from an earlier run (so an erase can still destroy a key). */
+static int server_keystore(struct server *s, struct err *err)
+{
+    const struct config *cfg = s->p->cfg;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s",
+             log_dir_used()[0] ? log_dir_used() : ".");
+    snprintf(s->ks_path, sizeof s->ks_path, "%s/cache.keys", s->data_dir);
+    if (!cfg->cache_url[0] && !cfg->log_prompts && access(s->ks_path, F_OK) != 0)
+        return 0;
+    return keystore_open(s->ks_path, &s->ks, err);
+}
+
 /* The response cache (server/rcache.h): memory tier of --cache-size bytes, Redis at
- * --cache-url, whose entries are sealed with per-key data keys kept in the log dir
- * (ops/keystore.h; replicas sharing a Redis must share that file). */
+ * --cache-url, whose entries are sealed with the per-key data keys (replicas sharing
+ * a Redis must share that file). */
 static int server_rcache(struct server *s, struct err *err)
 {
     const struct config *cfg = s->p->cfg;
     struct rcache_params rp = {.mem_bytes = (size_t)cfg->cache_size, .url = cfg->cache_url};
-    if (cfg->cache_url[0]) {
-        char path[CONFIG_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/cache.keys", log_dir_used()[0] ? log_dir_used() : ".");
-        int rc = keystore_open(path, &s->ks, err);
-        if (rc)
-            return rc;
+    if (cfg->cache_url[0])
         rp.ks = s->ks;
-    }
     int rc = rcache_new(&rp, &s->rcache, err);
     if (rc)
         return rc;
     if (rcache_enabled(s->rcache))
         LOG(INFO, "response cache: %lld bytes in memory%s", (long long)cfg->cache_size,
             cfg->cache_url[0] ? " + redis (sealed)" : "");
+    return 0;
+}
+
+/* Prompt logs (server/promptlog.h) under <log dir>/prompts, and what an erase of one
+ * key id reaches (server/erase.h): they exist whether or not --log-prompts is on now,
+ * so files written by an earlier run can still be erased. */
+static int server_privacy(struct server *s, struct err *err)
+{
+    const struct config *cfg = s->p->cfg;
+    char dir[CONFIG_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/" PROMPTLOG_DIR, s->data_dir);
+    int rc = promptlog_new(dir, s->ks, &s->prompts, err); /* ks NULL: files only */
+    if (rc)
+        return rc;
+    if (cfg->log_prompts)
+        LOG(INFO, "prompt logs: on, sealed per key id under %s", dir);
+    audit_operator_detect(&s->op, NULL);
+    s->erase = (struct erase_targets){
+        .ks = s->ks, .ks_path = s->ks ? s->ks_path : NULL, .pl = s->prompts,
+        .rc = s->rcache, .sched = s->sched, .audit_dir = s->data_dir, .op = &s->op,
+        .passes = WIPE_DEFAULT_PASSES};
     return 0;
 }
 
@@ -200,6 +238,7 @@ static int server_grpc(struct server *s, struct err *err)
         .tok = s->p->tok, .chat_template = cfg->chat_template,
         .model_name = s->p->model_name, .metrics = s->metrics, .auth = s->auth, .rl = s->rl,
         .n_ctx = s->p->n_ctx, .temperature = cfg->temperature, .top_p = cfg->top_p,
+        .prompts = cfg->log_prompts ? s->prompts : NULL,
     };
     int rc = grpc_api_new(&g, &s->grpc, err);
     if (!rc)
@@ -259,6 +298,7 @@ static void server_teardown(struct server *s)
     accesslog_close();
     ratelimit_free(s->rl);
     rcache_free(s->rcache);
+    promptlog_free(s->prompts);
     keystore_free(s->ks);
     auth_free(s->auth);
     metrics_free(s->metrics);
@@ -284,7 +324,8 @@ int server_run(const struct server_params *p, struct err *err)
         rc = err_set(err, ERR_NOMEM, "serve: out of memory");
         goto out;
     }
-    if ((rc = server_engine(s, err)) || (rc = server_rcache(s, err)))
+    if ((rc = server_engine(s, err)) || (rc = server_keystore(s, err)) ||
+        (rc = server_rcache(s, err)) || (rc = server_privacy(s, err)))
         goto out;
     struct http_api_deps d = {
         .base = s->base, .http = s->http, .sched = s->sched, .tok = p->tok,
@@ -293,6 +334,8 @@ int server_run(const struct server_params *p, struct err *err)
         .max_body = (size_t)cfg->max_body, .n_ctx = p->n_ctx,
         .temperature = cfg->temperature, .top_p = cfg->top_p,
         .vllm_names = cfg->metrics_vllm_names, .rcache = s->rcache,
+        .prompts = cfg->log_prompts ? s->prompts : NULL, .erase = &s->erase,
+        .admin_key = cfg->admin_key,
     };
     if ((rc = http_api_new(&d, &s->api, err)) || (rc = server_grpc(s, err)))
         goto out;

@@ -9,6 +9,10 @@
  *   SIGHUP           reopens the log and access log (logrotate) and reloads the API
  *                    key file (a bad file keeps the old keys, with a WARN line).
  *
+ * Data about API key ids: per-key data keys in <log dir>/cache.keys, sealed prompt
+ * logs under <log dir>/prompts (--log-prompts), and DELETE /v1/admin/subjects/ID,
+ * which erases one key id's data (server/erase.h) on the loop thread.
+ *
  * Threads: the caller's thread runs the libevent loop (connections, parsing, replies);
  * one engine thread (engine/sched.h) owns the forward context; the forward pass's pool
  * workers run inside it. They meet only in the scheduler's queue and the requests.

@@ -3,7 +3,8 @@
  * (longest prefix, same tag only, LRU eviction, the last prompt token always fed);
  * then the scheduler on the tiny qwen2 model: a ~1000-token system prompt sent twice
  * reuses ~1000 rows and gives the same tokens as an uncached run; another key does not
- * reuse them; a chat's next turn reuses the earlier turn.
+ * reuse them; a chat's next turn reuses the earlier turn; forgetting a tag (erase)
+ * drops its rows and only its rows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -198,6 +199,59 @@ static void test_next_turn(void **state)
     sched_free(off);
 }
 
+/* sched_forget_tag (an erased key id): its rows go, another key's stay; on the
+ * calling thread first, then through a started engine thread (woken while idle). */
+static void test_forget_tag(void **state)
+{
+    struct fixture *fx = *state;
+    if (!fx)
+        skip();
+    struct sched *s = new_sched(fx, 2, false);
+    const char *pa = "User: alice writes a rather long question about foxes\nAssistant:";
+    const char *pb = "User: bob asks something else about rivers and seas\nAssistant:";
+    struct result r;
+    run(fx, s, pa, "alice", &r);
+    run(fx, s, pb, "bob", &r);
+    run(fx, s, pa, "alice", &r);
+    assert_int_equal(r.cached, r.prompt - 1); /* control: alice's rows are there */
+    int n = -1;
+    assert_int_equal(sched_forget_tag(s, "alice", &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sched_forget_tag(s, "alice", &n, NULL), 0);
+    assert_int_equal(n, 0); /* nothing left: an erase repeated finds nothing */
+    run(fx, s, pa, "alice", &r);
+    assert_int_equal(r.cached, 0);
+    run(fx, s, pb, "bob", &r);
+    assert_int_equal(r.cached, r.prompt - 1);
+
+    /* forgotten while running: the rows go when the request ends */
+    int32_t *ids;
+    size_t n_ids;
+    assert_int_equal(generate_encode_prompt(fx->t, pa, strlen(pa), &ids, &n_ids, NULL), 0);
+    struct request_params rp = {.sampling = sampler_params_default(), .max_tokens = 4,
+                                .think_end = -1, .think_start = -1, .cache_tag = "alice"};
+    struct request *req;
+    enum sched_reject why;
+    assert_int_equal(request_new("t", ids, n_ids, &rp, &req, NULL), 0);
+    assert_int_equal(sched_submit(s, req, &why, NULL), 0);
+    assert_true(sched_step(s, NULL) > 0); /* admitted, running */
+    assert_int_equal(sched_forget_tag(s, "alice", &n, NULL), 0);
+    assert_int_equal(n, 1);
+    while (sched_step(s, NULL) > 0)
+        ;
+    request_unref(req);
+    run(fx, s, pa, "alice", &r);
+    assert_int_equal(r.cached, 0);
+
+    struct err e = {0};
+    assert_int_equal(sched_start(s, &e), 0);
+    assert_int_equal(sched_forget_tag(s, "bob", &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sched_forget_tag(s, "carol", &n, &e), 0);
+    assert_int_equal(n, 0);
+    sched_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_choose),
         cmocka_unit_test(test_system_prompt_hit),
         cmocka_unit_test(test_next_turn),
+        cmocka_unit_test(test_forget_tag),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
