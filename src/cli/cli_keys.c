@@ -75,7 +75,7 @@ static int parse_add(int argc, char **argv, struct add_opts *o)
             return rc;
     }
     if (!o->name || !auth_id_valid(o->name)) {
-        fprintf(stderr, "deepseek keys add: NAME must be 1-%d characters of [A-Za-z0-9._-]\n",
+        fprintf(stderr, "deepseek keys add: NAME must be 1-%d characters of [A-Za-z0-9._-], not \"-\"\n",
                 AUTH_ID_MAX - 1);
         return 2;
     }

@@ -48,7 +48,8 @@ static void keyset_free(struct keyset *ks)
 bool auth_id_valid(const char *id)
 {
     size_t n = strlen(id);
-    if (n == 0 || n >= AUTH_ID_MAX)
+    /* "-" names the requests made without a key (caches, prompt logs, erase) */
+    if (n == 0 || n >= AUTH_ID_MAX || !strcmp(id, "-"))
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
@@ -110,7 +111,7 @@ static int parse_field(char *tok, struct key_entry *e, bool *have_hash, const ch
     if (!strcmp(name, "id")) {
         if (!auth_id_valid(val))
             return err_set(err, ERR_FORMAT,
-                           "%s:%zu: id must be 1-%d characters of [A-Za-z0-9._-]", path,
+                           "%s:%zu: id must be 1-%d characters of [A-Za-z0-9._-], not \"-\"", path,
                            lineno, AUTH_ID_MAX - 1);
         memcpy(e->info.id, val, strlen(val) + 1);
     } else if (!strcmp(name, "sha256")) {

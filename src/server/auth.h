@@ -6,7 +6,7 @@
  *     # comment
  *     id=alice sha256=<64 hex> rpm=60 tpm=100000 concurrent=4 scope=user
  *     id=ops sha256=<64 hex> scope=admin
- * id ([A-Za-z0-9._-], 1..63 bytes, unique) and sha256 are required; rpm, tpm and
+ * id ([A-Za-z0-9._-], 1..63 bytes, unique, not "-") and sha256 are required; rpm, tpm and
  * concurrent default to 0 = unlimited; scope is user (default) or admin. Blank lines
  * and lines starting with '#' are skipped. Any other content is an error naming
  * "FILE:LINE". `deepseek keys add` writes such lines (src/cli/cli_keys.c).
@@ -103,7 +103,8 @@ int auth_hash_hex(const char *key, size_t len, char hex[65]);
 #define AUTH_NEW_KEY_SIZE 68
 int auth_generate_key(char *buf, size_t size);
 
-/* True when id is a valid key id ([A-Za-z0-9._-], 1..AUTH_ID_MAX-1 bytes). */
+/* True when id is a valid key id ([A-Za-z0-9._-], 1..AUTH_ID_MAX-1 bytes, not "-", which
+ * names the requests made without a key). */
 bool auth_id_valid(const char *id);
 
 #endif

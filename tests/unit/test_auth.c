@@ -318,6 +318,8 @@ static void test_generate_key(void **state)
     assert_true(auth_id_valid("a-b_c.9"));
     assert_false(auth_id_valid(""));
     assert_false(auth_id_valid("a b"));
+    assert_false(auth_id_valid("-")); /* the keyless subject */
+    assert_true(auth_id_valid("--"));
     char long_id[AUTH_ID_MAX + 1];
     memset(long_id, 'x', AUTH_ID_MAX);
     long_id[AUTH_ID_MAX] = '\0';
