@@ -25,7 +25,7 @@ static const struct subcommand subcommands[] = {
     {"generate", cli_generate, "generate text from a prompt (streams to stdout)"},
     {"bench", cli_bench, "measure prompt and generation speed (llama-bench table)"},
     {"serve", cli_serve, "serve the OpenAI-compatible REST API (docs/API.md)"},
-    {"chat", cli_chat, "chat with a running server (REST; retries 429/503)"},
+    {"chat", cli_chat, "chat with a running server (REST, or gRPC with --grpc; retries)"},
     {"doctor", cli_doctor, "check the deployment: process, ports, log, model checksums, ..."},
     {"erase", cli_erase, "erase one API key id's data (GDPR): data key, prompt logs, caches"},
 };

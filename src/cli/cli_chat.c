@@ -1,9 +1,11 @@
 /*
  * `deepseek chat [--url URL] [--api-key KEY | --api-key-file F] [--model M] [--stream]
- *                [--system TEXT] [--temperature T] [--max-tokens N] [--seed N] [PROMPT...]`
+ *                [--system TEXT] [--temperature T] [--max-tokens N] [--seed N] [--grpc]
+ *                [PROMPT...]`
  *
  * A client of a running `deepseek serve` (or any OpenAI-compatible server) through
- * client/client.h, so it retries as the library does (docs/CLIENT.md). With a
+ * client/client.h, or of its gRPC API through client/grpc_client.h with --grpc; both
+ * retry as the library does (docs/CLIENT.md). With a
  * PROMPT: one question, one answer, exit. Without: a conversation read line by line
  * from stdin ("> " prompt when stdin is a terminal), history kept for the session;
  * Ctrl-C during an answer stops that answer and returns to the prompt, Ctrl-C or
@@ -27,6 +29,7 @@
 
 #include "cli/cli.h"
 #include "client/client.h"
+#include "client/grpc_client.h"
 #include "config/config.h"
 
 #define KEY_FILE_MAX 4096
@@ -34,7 +37,7 @@
 struct chat_opts {
     char url[256];
     const char *key, *key_file, *model, *system;
-    bool stream, grpc;
+    bool stream, grpc, url_given;
     struct client_params p;
     char *prompt; /* the positionals joined; owned */
 };
@@ -44,17 +47,25 @@ struct printer {
     bool tty, in_reasoning, line_start, any_output;
 };
 
+/* The session's connection: the REST client, or the gRPC one with --grpc. */
+struct conn {
+    struct client *rest;
+    struct grpc_client *grpc;
+};
+
 static volatile sig_atomic_t g_sigint;
 static volatile sig_atomic_t g_in_call;
-static struct client *volatile g_client;
+static struct conn *volatile g_conn;
 
 /* Ctrl-C: stops the answer in progress; at the prompt, interrupts the read. */
 static void on_sigint(int sig)
 {
     (void)sig;
     g_sigint = 1;
-    if (g_in_call && g_client)
-        client_cancel(g_client);
+    if (g_in_call && g_conn && g_conn->rest)
+        client_cancel(g_conn->rest);
+    else if (g_in_call && g_conn && g_conn->grpc)
+        grpc_client_cancel(g_conn->grpc);
 }
 
 static void usage(FILE *out)
@@ -62,17 +73,22 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: deepseek chat [options] [PROMPT...]\n"
             "  --url URL           server root or base URL ending in /v1\n"
-            "                      (default http://127.0.0.1:PORT, PORT the port setting)\n"
+            "                      (default http://127.0.0.1:PORT, PORT the port setting);\n"
+            "                      with --grpc: host:port or http://host:port (default\n"
+            "                      127.0.0.1:GRPC_PORT, the grpc-port setting, 50051)\n"
             "  --api-key KEY       API key (visible to other users in ps; prefer a file)\n"
             "  --api-key-file F    read the key from the first line of F\n"
             "  --model M           model id (default: the server's)\n"
             "  --stream            print the answer as it is generated\n"
             "  --system TEXT       a system message before the conversation\n"
             "  --temperature T, --max-tokens N, --seed N   sampling (default: server's)\n"
-            "  --grpc              use the gRPC API (not available yet)\n\n"
+            "  --grpc              use the gRPC API (DeepSeekService over cleartext HTTP/2)\n"
+            "                      instead of REST; same options and output (but --seed 0,\n"
+            "                      which gRPC cannot send)\n\n"
             "With PROMPT: one answer, then exit. Without: a conversation on stdin; Ctrl-C\n"
             "stops an answer, Ctrl-C or Ctrl-D at the prompt ends it. Connection errors,\n"
-            "429 and 503 are retried (3 attempts, Retry-After honoured): docs/CLIENT.md.\n");
+            "429 and 503 (gRPC: UNAVAILABLE, RESOURCE_EXHAUSTED) are retried (3 attempts,\n"
+            "the server's Retry-After honoured): docs/CLIENT.md.\n");
 }
 
 static int parse_number(const char *flag, const char *s, double lo, double hi, double *out)
@@ -114,6 +130,7 @@ static int value_opt(struct chat_opts *o, const char *a, const char *v)
         return 2;
     }
     if (!strcmp(a, "--url")) {
+        o->url_given = true;
         if (snprintf(o->url, sizeof o->url, "%s", v) >= (int)sizeof o->url) {
             fprintf(stderr, "deepseek chat: --url is too long\n");
             return 2;
@@ -143,7 +160,8 @@ static int parse_args(struct chat_opts *o, int argc, char **argv)
     memset(o, 0, sizeof(*o));
     client_params_default(&o->p);
     struct config cfg;
-    if (config_init_defaults(&cfg) == 0)
+    bool have_cfg = config_init_defaults(&cfg) == 0;
+    if (have_cfg)
         snprintf(o->url, sizeof o->url, "http://127.0.0.1:%lld", (long long)cfg.port);
     bool words_only = false;
     for (int i = 1; i < argc; i++) {
@@ -169,6 +187,10 @@ static int parse_args(struct chat_opts *o, int argc, char **argv)
         } else
             return rc;
     }
+    if (o->grpc && !o->url_given) /* 0 (no listener) would only fail to connect */
+        snprintf(o->url, sizeof o->url, "127.0.0.1:%lld",
+                 have_cfg && cfg.grpc_port > 0 ? (long long)cfg.grpc_port
+                                               : (long long)GRPC_CLIENT_DEFAULT_PORT);
     return 0;
 }
 
@@ -256,13 +278,14 @@ static void on_retry(void *arg, const struct client_retry_info *r)
 
 /* One request; prints the answer. 0, 1 (failed, message printed) or 130 (Ctrl-C).
  * *answer (if asked for) takes the answer's text on 0. */
-static int ask(struct client *c, struct printer *pr, const struct client_message *m, size_t n,
+static int ask(struct conn *c, struct printer *pr, const struct client_message *m, size_t n,
                const struct client_params *p, char **answer)
 {
     struct client_result res;
     struct err e = {0};
     g_in_call = 1;
-    int rc = client_chat(c, m, n, p, print_delta, pr, &res, &e);
+    int rc = c->grpc ? grpc_client_chat(c->grpc, m, n, p, print_delta, pr, &res, &e)
+                     : client_chat(c->rest, m, n, p, print_delta, pr, &res, &e);
     g_in_call = 0;
     end_answer(pr);
     if (rc == CLIENT_ERR_CANCELLED)
@@ -347,7 +370,7 @@ static bool read_question(bool tty_in, char **line, size_t *cap)
 
 /* The interactive session. 0, or 1 when a question failed and stdin is not a
  * terminal (a script learns of it by the exit status; the session stops there). */
-static int converse(struct client *c, const struct chat_opts *o)
+static int converse(struct conn *c, const struct chat_opts *o)
 {
     bool tty_in = isatty(STDIN_FILENO);
     struct printer pr = {.tty = isatty(STDOUT_FILENO), .line_start = true};
@@ -356,8 +379,8 @@ static int converse(struct client *c, const struct chat_opts *o)
     char *line = NULL;
     size_t cap = 0;
     if (tty_in)
-        fprintf(stderr, "Chatting with %s. Ctrl-C stops an answer; Ctrl-D or /exit ends.\n",
-                o->url);
+        fprintf(stderr, "Chatting with %s%s. Ctrl-C stops an answer; Ctrl-D or /exit ends.\n",
+                o->url, o->grpc ? " (gRPC)" : "");
     while (!failed && read_question(tty_in, &line, &cap)) {
         char *answer = NULL;
         if (history_push(&h, "user", strdup(line))) {
@@ -378,7 +401,7 @@ static int converse(struct client *c, const struct chat_opts *o)
     return failed ? 1 : 0;
 }
 
-static int one_shot(struct client *c, const struct chat_opts *o)
+static int one_shot(struct conn *c, const struct chat_opts *o)
 {
     struct client_message m[2];
     size_t n = 0;
@@ -389,39 +412,39 @@ static int one_shot(struct client *c, const struct chat_opts *o)
     return ask(c, &pr, m, n, &o->p, NULL);
 }
 
-/* Builds the client from the options; NULL after printing why. */
-static struct client *open_client(const struct chat_opts *o)
+/* Builds the client from the options into c. 0, or 1 after printing why. */
+static int open_client(const struct chat_opts *o, struct conn *c)
 {
     char key[KEY_FILE_MAX] = "";
     if (o->key_file && read_key_file(o->key_file, key))
-        return NULL;
+        return 1;
     struct client_opts co;
     client_opts_default(&co);
     co.on_retry = on_retry;
     struct err e = {0};
-    struct client *c = client_new(o->url, o->key_file ? key : o->key, &co, &e);
+    const char *k = o->key_file ? key : o->key;
+    if (o->grpc)
+        c->grpc = grpc_client_new(o->url, k, &co, &e);
+    else
+        c->rest = client_new(o->url, k, &co, &e);
     explicit_bzero(key, sizeof key);
-    if (!c)
-        fprintf(stderr, "deepseek chat: %s\n", e.msg);
-    return c;
+    if (c->grpc || c->rest)
+        return 0;
+    fprintf(stderr, "deepseek chat: %s\n", e.msg);
+    return 1;
 }
 
 int cli_chat(int argc, char **argv)
 {
     struct chat_opts o;
     int rc = parse_args(&o, argc, argv);
-    if (!rc && o.grpc) {
-        fprintf(stderr, "deepseek chat: --grpc is not available yet: this build's client "
-                        "speaks the REST API only (leave out --grpc)\n");
-        rc = 2;
-    }
     if (!rc && o.key && o.key_file) {
         fprintf(stderr, "deepseek chat: give --api-key or --api-key-file, not both\n");
         rc = 2;
     }
-    struct client *c = rc ? NULL : open_client(&o);
-    if (!rc && !c)
-        rc = 1;
+    struct conn c = {0};
+    if (!rc)
+        rc = open_client(&o, &c);
     if (rc) {
         free(o.prompt);
         return rc == 3 ? 0 : rc;
@@ -430,12 +453,13 @@ int cli_chat(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint; /* no SA_RESTART: Ctrl-C must interrupt a read */
     sigemptyset(&sa.sa_mask);
-    g_client = c;
+    g_conn = &c;
     sigaction(SIGINT, &sa, &old);
-    rc = o.prompt ? one_shot(c, &o) : converse(c, &o);
+    rc = o.prompt ? one_shot(&c, &o) : converse(&c, &o);
     sigaction(SIGINT, &old, NULL);
-    g_client = NULL;
-    client_free(c);
+    g_conn = NULL;
+    client_free(c.rest);
+    grpc_client_free(c.grpc);
     free(o.prompt);
     return rc;
 }
