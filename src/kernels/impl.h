@@ -79,6 +79,13 @@ struct kernels_table {
     void (*add)(float *y, const float *a, const float *b, int64_t n);
     void (*scale)(float *x, float s, int64_t n);
     void (*axpy)(enum kernels_type t, float a, const void *x, float *y, int64_t n);
+    /* The step-size searches of the K-quant weight quantizers (ref.c documents them).
+     * SIMD versions try several candidate steps at once, one per lane, each lane doing
+     * the reference's float operations in the reference's order, so the quantized bytes
+     * are identical (test_kernels compares them); n <= 32. */
+    float (*fit_scale_min)(const float *x, const float *w, int n, int nmax, uint8_t *L,
+                           float *the_min);
+    float (*fit_scale_sym)(const float *x, int n, int nmax);
 };
 
 extern struct kernels_table kernels_tab;
@@ -90,5 +97,8 @@ void kernels_avx512_fill(struct kernels_table *t); /* x86_avx512.c */
 /* reference pieces the SIMD files and dispatch.c call directly */
 void ref_dequantize_row(enum kernels_type t, const void *src, float *dst, int64_t n);
 int ref_quantize_row(enum kernels_type t, const float *src, void *dst, int64_t n);
+float ref_fit_scale_min(const float *x, const float *w, int n, int nmax, uint8_t *L,
+                        float *the_min);
+float ref_fit_scale_sym(const float *x, int n, int nmax);
 
 #endif

@@ -201,8 +201,8 @@ static void quant_q5_0(const float *x, struct block_q5_0 *b)
  * 2x2 weighted least squares for (scale, min) with those q. min is kept >= 0 (the
  * sub-block minimum is clamped to <= 0, as K-quants store a subtracted non-negative min).
  */
-static float fit_scale_min(const float *x, const float *w, int n, int nmax, uint8_t *L,
-                           float *the_min)
+float ref_fit_scale_min(const float *x, const float *w, int n, int nmax, uint8_t *L,
+                        float *the_min)
 {
     float lo = x[0], hi = x[0];
     for (int i = 1; i < n; i++) {
@@ -281,7 +281,7 @@ static void quant_k_asym(const float *x, int nmax, kernels_fp16 *dd, kernels_fp1
     for (int j = 0; j < 8; j++) {
         for (int l = 0; l < 32; l++)
             w[l] = av_x + fabsf(x[32 * j + l]);
-        scale[j] = fit_scale_min(x + 32 * j, w, 32, nmax, L + 32 * j, &mins[j]);
+        scale[j] = kernels_tab.fit_scale_min(x + 32 * j, w, 32, nmax, L + 32 * j, &mins[j]);
         max_scale = MAX(max_scale, scale[j]);
         max_min = MAX(max_min, mins[j]);
     }
@@ -332,7 +332,7 @@ static void quant_q5_K(const float *x, struct block_q5_K *b)
 
 /* Symmetric fit x ~ scale * q, q in -nmax..nmax-1, weights x^2; tries step sizes around
  * max/-nmax and keeps the least-squares scale with the best error. */
-static float fit_scale_sym(const float *x, int n, int nmax)
+float ref_fit_scale_sym(const float *x, int n, int nmax)
 {
     float max = signed_absmax(x, n);
     if (max == 0)
@@ -360,7 +360,7 @@ static void quant_q6_K(const float *x, struct block_q6_K *b)
 {
     float scale[16], max_scale = 0, amax = 0;
     for (int ib = 0; ib < 16; ib++) {
-        scale[ib] = fit_scale_sym(x + 16 * ib, 16, 32);
+        scale[ib] = kernels_tab.fit_scale_sym(x + 16 * ib, 16, 32);
         if (fabsf(scale[ib]) > amax) {
             amax = fabsf(scale[ib]);
             max_scale = scale[ib];
@@ -762,4 +762,6 @@ void kernels_ref_fill(struct kernels_table *t)
     t->add = ref_add;
     t->scale = ref_scale;
     t->axpy = ref_axpy;
+    t->fit_scale_min = ref_fit_scale_min;
+    t->fit_scale_sym = ref_fit_scale_sym;
 }

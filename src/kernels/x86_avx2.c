@@ -20,6 +20,7 @@
 #endif
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/impl.h"
@@ -547,8 +548,140 @@ static void avx2_axpy(enum kernels_type t, float a, const void *x, float *y, int
         y[i] += a * load1(t, x, i);
 }
 
+/* ======================================================================== quantizer search */
+
+/*
+ * The K-quant step-size searches of ref.c with 8 candidate steps per pass, one per lane.
+ * Every lane performs exactly the reference's float operations in its order (mul and
+ * add kept separate, no FMA; cvtps rounds half to even like lrintf), and candidates are
+ * compared in the reference's order, so the result is bit-identical. This is what
+ * made `deepseek quantize` spend its time: 31 (Q4_K/Q5_K) or 19 (Q6_K) trial roundings
+ * of every weight.
+ */
+#define FIT_MAX_N 32
+
+static float avx2_fit_scale_min(const float *x, const float *w, int n, int nmax, uint8_t *L,
+                                float *the_min)
+{
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; i++) {
+        lo = lo < x[i] ? lo : x[i];
+        hi = hi > x[i] ? hi : x[i];
+    }
+    lo = lo < 0.0f ? lo : 0.0f;
+    if (hi <= lo || n > FIT_MAX_N) {
+        if (n > FIT_MAX_N)
+            return ref_fit_scale_min(x, w, n, nmax, L, the_min);
+        memset(L, 0, (size_t)n);
+        *the_min = -lo;
+        return 0;
+    }
+    float sw = 0, swx = 0, xl[FIT_MAX_N];
+    for (int i = 0; i < n; i++) { /* the same in every trial of the reference */
+        sw += w[i];
+        swx += w[i] * x[i];
+        xl[i] = x[i] - lo;
+    }
+    float best_err = INFINITY, best_scale = (hi - lo) / nmax, best_min = -lo;
+    const __m256i vmax = _mm256_set1_epi32(nmax), zero = _mm256_setzero_si256();
+    for (int is0 = -10; is0 <= 20; is0 += 8) {
+        float isc[8];
+        for (int k = 0; k < 8; k++)
+            isc[k] = (nmax + 0.1f * (is0 + k)) / (hi - lo);
+        __m256 iscale = _mm256_loadu_ps(isc);
+        __m256 swl = _mm256_setzero_ps(), swl2 = swl, swlx = swl;
+        int32_t lv[FIT_MAX_N][8];
+        for (int i = 0; i < n; i++) {
+            __m256i l = _mm256_cvtps_epi32(_mm256_mul_ps(iscale, _mm256_set1_ps(xl[i])));
+            l = _mm256_max_epi32(zero, _mm256_min_epi32(vmax, l));
+            _mm256_storeu_si256((__m256i *)lv[i], l);
+            __m256 lf = _mm256_cvtepi32_ps(l), wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), lf);
+            swl = _mm256_add_ps(swl, wl);
+            swl2 = _mm256_add_ps(swl2, _mm256_mul_ps(wl, lf));
+            swlx = _mm256_add_ps(swlx, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
+        }
+        float a_swl[8], a_swl2[8], a_swlx[8], sc[8], mn[8];
+        int ok[8];
+        _mm256_storeu_ps(a_swl, swl);
+        _mm256_storeu_ps(a_swl2, swl2);
+        _mm256_storeu_ps(a_swlx, swlx);
+        for (int k = 0; k < 8; k++) {
+            float det = sw * a_swl2[k] - a_swl[k] * a_swl[k];
+            ok[k] = is0 + k <= 20 && isc[k] > 0 && det > 0;
+            sc[k] = mn[k] = 0;
+            if (!ok[k])
+                continue;
+            sc[k] = (sw * a_swlx[k] - swx * a_swl[k]) / det;
+            mn[k] = (a_swl2[k] * swx - a_swl[k] * a_swlx[k]) / det;
+            if (mn[k] > 0) {
+                mn[k] = 0;
+                sc[k] = a_swl2[k] > 0 ? a_swlx[k] / a_swl2[k] : 0;
+            }
+        }
+        __m256 vs = _mm256_loadu_ps(sc), vm = _mm256_loadu_ps(mn), err = _mm256_setzero_ps();
+        for (int i = 0; i < n; i++) {
+            __m256 lf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)lv[i]));
+            __m256 e = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, lf), vm),
+                                     _mm256_set1_ps(x[i]));
+            err = _mm256_add_ps(err, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), e), e));
+        }
+        float a_err[8];
+        _mm256_storeu_ps(a_err, err);
+        for (int k = 0; k < 8; k++)
+            if (ok[k] && a_err[k] < best_err) {
+                best_err = a_err[k];
+                best_scale = sc[k];
+                best_min = -mn[k];
+                for (int i = 0; i < n; i++)
+                    L[i] = (uint8_t)lv[i][k];
+            }
+    }
+    *the_min = best_min;
+    return best_scale;
+}
+
+static float avx2_fit_scale_sym(const float *x, int n, int nmax)
+{
+    if (n > FIT_MAX_N)
+        return ref_fit_scale_sym(x, n, nmax);
+    float max = 0, amax = 0; /* signed_absmax of ref.c */
+    for (int j = 0; j < n; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    if (max == 0)
+        return 0;
+    float best = 0, best_scale = 0;
+    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
+    for (int is0 = -9; is0 <= 9; is0 += 8) {
+        float isc[8];
+        for (int k = 0; k < 8; k++)
+            isc[k] = -(nmax + 0.1f * (is0 + k)) / max;
+        __m256 iscale = _mm256_loadu_ps(isc), slx = _mm256_setzero_ps(), sl2 = slx;
+        for (int i = 0; i < n; i++) {
+            __m256 xi = _mm256_set1_ps(x[i]), w = _mm256_set1_ps(x[i] * x[i]);
+            __m256i l = _mm256_cvtps_epi32(_mm256_mul_ps(iscale, xi));
+            __m256 lf = _mm256_cvtepi32_ps(_mm256_max_epi32(lo, _mm256_min_epi32(hi, l)));
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(w, xi), lf));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+        }
+        float a_slx[8], a_sl2[8];
+        _mm256_storeu_ps(a_slx, slx);
+        _mm256_storeu_ps(a_sl2, sl2);
+        for (int k = 0; k < 8 && is0 + k <= 9; k++)
+            if (a_sl2[k] > 0 && a_slx[k] * a_slx[k] > best * a_sl2[k]) {
+                best = a_slx[k] * a_slx[k] / a_sl2[k];
+                best_scale = a_slx[k] / a_sl2[k];
+            }
+    }
+    return best_scale;
+}
+
 void kernels_avx2_fill(struct kernels_table *t)
 {
+    t->fit_scale_min = avx2_fit_scale_min;
+    t->fit_scale_sym = avx2_fit_scale_sym;
     t->axpy = avx2_axpy;
     t->dot_f32[KERNELS_F32] = avx2_dot_f32_f32;
     t->dot_f32[KERNELS_F16] = avx2_dot_f32_f16;

@@ -297,6 +297,44 @@ static void test_quantize_roundtrip(void **state)
     assert_int_equal(kernels_quantize_row((enum kernels_type)3, x, q, 32), ERR_UNSUPPORTED);
 }
 
+/* The SIMD step-size searches of the K-quant weight quantizers must give the very bytes
+ * of the reference: gaussian rows at several scales, rows with outliers, constant,
+ * all-positive and all-negative blocks, tiny and huge values, zeros. */
+static void test_quantize_simd_identical(void **state)
+{
+    (void)state;
+    enum { N = 256 * 24 };
+    static float x[N];
+    static uint8_t qr[N], qs[N];
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    static const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q5_K, KERNELS_Q6_K};
+    for (int round = 0; round < 6; round++) {
+        static const float scales[] = {1.0f, 0.02f, 30.0f, 1e-6f, 5e4f, 0.3f};
+        fill(x, N, scales[round]);
+        for (int i = 0; i < 256; i++) /* block 0: constant; block 1: all positive */
+            x[i] = scales[round], x[256 + i] = fabsf(x[256 + i]);
+        for (int i = 512; i < 768; i++) /* block 2: all negative; block 3: zeros */
+            x[i] = -fabsf(x[i]), x[i + 256] = 0;
+        for (int i = 1024; i < N; i += 97) /* outliers */
+            x[i] *= 40.0f;
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            size_t bytes = kernels_row_bytes(types[t], N);
+            kernels_init(KERNELS_ISA_REF);
+            assert_int_equal(kernels_quantize_row(types[t], x, qr, N), 0);
+            for (int k = 0; k < n_isa; k++) {
+                kernels_init(isas[k]);
+                memset(qs, 0xAA, sizeof qs);
+                assert_int_equal(kernels_quantize_row(types[t], x, qs, N), 0);
+                if (memcmp(qr, qs, bytes) != 0)
+                    fail_msg("%s quantized by %s differs from ref (round %d)",
+                             kernels_type_name(types[t]), kernels_isa_name(), round);
+            }
+        }
+    }
+    kernels_init(KERNELS_ISA_AUTO);
+}
+
 static void test_activation_rounding(void **state)
 {
     (void)state;
@@ -651,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_fp16_conversion),
         cmocka_unit_test(test_hand_built_blocks),
         cmocka_unit_test(test_quantize_roundtrip),
+        cmocka_unit_test(test_quantize_simd_identical),
         cmocka_unit_test(test_activation_rounding),
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_row_range_and_errors),
