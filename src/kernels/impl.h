@@ -34,6 +34,20 @@
  * of the Q4_K prefill profile). The body's last parameter is n_x.
  */
 #define KERNELS_INLINE static inline __attribute__((always_inline))
+
+/*
+ * A decode step streams every weight row from memory once, and the hardware prefetcher
+ * stops at each 4 KiB page, so the dot kernels ask for the bytes KERNELS_PREFETCH ahead
+ * of the block they are reading (rows are contiguous, so this runs on into the next
+ * row). Q4_K GEMV of a 131 MB matrix, one thread, quiet VM: 8.1 -> 11.4 GB/s with 4 KiB
+ * (1 KiB and 512 B: no gain). Prefetches never fault, so reading past the end is safe.
+ */
+#define KERNELS_PREFETCH 4096
+KERNELS_INLINE void kernels_prefetch(const void *block, int lines)
+{
+    for (int l = 0; l < lines; l++)
+        __builtin_prefetch((const char *)block + KERNELS_PREFETCH + 64 * l, 0, 3);
+}
 #define KERNELS_NX_SWITCH(n_x, body, ...)                                                    \
     do {                                                                                   \
         switch (n_x) {                                                                     \

@@ -99,6 +99,11 @@ KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, 
         acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++) {
         float dw;
+        if (i % 2 == 0) /* blocks of 18-34 bytes: a line every other block */
+            kernels_prefetch((const char *)w + (size_t)i * (t == KERNELS_Q8_0   ? sizeof(struct block_q8_0)
+                                                             : t == KERNELS_Q4_0 ? sizeof(struct block_q4_0)
+                                                                                 : sizeof(struct block_q5_0)),
+                             1);
         __m256i q = unpack_32(t, w, i, &dw);
 KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
@@ -165,6 +170,9 @@ KERNELS_INLINE void dot_q_k_asym(int five, const void *w, const void *x, size_t 
         const uint8_t *scales, *qs;
         float d, dmin;
         __m256i q[8];
+        kernels_prefetch((const char *)w + (size_t)i * (five ? sizeof(struct block_q5_K)
+                                                             : sizeof(struct block_q4_K)),
+                         3); /* 176 / 144-byte blocks */
         if (five) {
             const struct block_q5_K *b = (const struct block_q5_K *)w + i;
             scales = b->scales, qs = b->qs, d = fp16(b->d), dmin = fp16(b->dmin);
@@ -241,6 +249,7 @@ KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n,
     const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < n / QK_K; i++) {
         const struct block_q6_K *b = (const struct block_q6_K *)w + i;
+        kernels_prefetch(b, 4); /* 210-byte blocks */
         __m256i q[8];
         for (int h = 0; h < 2; h++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));

@@ -72,6 +72,11 @@ KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, 
         acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++) {
         float dw;
+        if (i % 2 == 0) /* blocks of 18-34 bytes: a line every other block */
+            kernels_prefetch((const char *)w + (size_t)i * (t == KERNELS_Q8_0   ? sizeof(struct block_q8_0)
+                                                             : t == KERNELS_Q4_0 ? sizeof(struct block_q4_0)
+                                                                                 : sizeof(struct block_q5_0)),
+                             1);
         __m256i q = unpack_32(t, w, i, &dw);
         __m256i aq = _mm256_abs_epi8(q);
 KERNELS_UNROLL8
@@ -126,6 +131,7 @@ KERNELS_UNROLL8
                                     _mm256_set1_epi16((short)(2 * p + 1)), 1);
     for (int64_t i = 0; i < n / QK_K; i++) {
         const struct block_q4_K *b = (const struct block_q4_K *)w + i;
+        kernels_prefetch(b, 3); /* 144-byte blocks */
         __m512i q[4], scv[4];
 KERNELS_UNROLL8
         for (int p = 0; p < 4; p++) {
@@ -194,6 +200,7 @@ KERNELS_UNROLL8
                                       2, 1, 0), 3));
     for (int64_t i = 0; i < n / QK_K; i++) {
         const struct block_q6_K *b = (const struct block_q6_K *)w + i;
+        kernels_prefetch(b, 4); /* 210-byte blocks */
         __m512i q[4], scv[4];
 KERNELS_UNROLL8
         for (int h = 0; h < 2; h++) {
