@@ -20,7 +20,7 @@ static const struct subcommand subcommands[] = {
     {"quantize", cli_quantize, "convert a model to q8_0, q4_0, q4_k_m, q5_k_m, q6_k, ..."},
     {"wipe", cli_wipe, "overwrite files in place, verify, remove; audited"},
     {"audit", cli_audit, "verify or show the hash-chained audit log"},
-    {"logs", cli_logs, "logs sanitize FILE...: redact secrets in place"},
+    {"logs", cli_logs, "logs sanitize FILE... (redact secrets in place) | logs prompts --key-id ID"},
     {"keys", cli_keys, "keys add|list|remove: API keys of the server (hashed at rest)"},
     {"generate", cli_generate, "generate text from a prompt (streams to stdout)"},
     {"bench", cli_bench, "measure prompt and generation speed (llama-bench table)"},
