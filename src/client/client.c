@@ -7,11 +7,11 @@
  * success, a retry and a final error.
  */
 #include "client/client.h"
+#include "client/curlutil.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +26,6 @@
 
 #define BODY_MAX (64u << 20)  /* bytes of a JSON answer or error body we keep */
 #define EVENT_MAX (16u << 20) /* bytes of one SSE line or event */
-#define SLEEP_SLICE_S 0.05    /* the default sleep looks at the cancel flag this often */
 
 struct client {
     char *chat_url, *completion_url;
@@ -96,37 +95,16 @@ void client_params_default(struct client_params *p)
     p->top_p = -1;
 }
 
-static double real_now(void *arg)
+static bool cancelled_cb(const void *c)
 {
-    (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return client_cancelled(c);
 }
 
 /* Sleeps in slices so a cancel (from a signal handler) ends the wait quickly. */
 static int real_sleep(void *arg, double s, const struct client *c)
 {
     (void)arg;
-    double end = mono_now() + s;
-    for (;;) {
-        if (client_cancelled(c))
-            return 1;
-        double left = end - mono_now();
-        if (left <= 0)
-            return 0;
-        if (left > SLEEP_SLICE_S)
-            left = SLEEP_SLICE_S;
-        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-        nanosleep(&ts, NULL); /* EINTR: the loop looks at the flag again */
-    }
+    return curlutil_sleep(s, cancelled_cb, c);
 }
 
 double client_backoff(const struct client_retry *r, int attempt)
@@ -173,23 +151,6 @@ int client_parse_retry_after(const char *value, double now, double *wait_s)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 1;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s", a, b);
-    return s;
-}
-
 /* Endpoint URLs from a root or a ".../v1" base, without doubling "/v1". */
 static int set_urls(struct client *c, const char *url)
 {
@@ -200,24 +161,10 @@ static int set_urls(struct client *c, const char *url)
     if (!base)
         return ERR_NOMEM;
     bool v1 = n >= 3 && !strcmp(base + n - 3, "/v1");
-    c->chat_url = join(base, v1 ? "/chat/completions" : "/v1/chat/completions");
-    c->completion_url = join(base, v1 ? "/completions" : "/v1/completions");
+    c->chat_url = curlutil_join(base, v1 ? "/chat/completions" : "/v1/chat/completions");
+    c->completion_url = curlutil_join(base, v1 ? "/completions" : "/v1/completions");
     free(base);
     return c->chat_url && c->completion_url ? 0 : ERR_NOMEM;
-}
-
-static int check_opts(const struct client_opts *o, struct err *e)
-{
-    const struct client_retry *r = &o->retry;
-    if (r->attempts < 1 || r->attempts > 100)
-        return err_set(e, ERR_INVALID, "client: retry attempts %d is out of range 1..100",
-                       r->attempts);
-    if (!(r->multiplier >= 0) || !(r->min_wait_s >= 0) || !(r->max_wait_s >= r->min_wait_s) ||
-        !(r->retry_after_max_s >= 0))
-        return err_set(e, ERR_INVALID, "client: retry waits must be >= 0 with min <= max");
-    if (o->connect_timeout_ms < 0 || o->timeout_ms < 0)
-        return err_set(e, ERR_INVALID, "client: timeouts must be >= 0");
-    return 0;
 }
 
 struct client *client_new(const char *url, const char *api_key, const struct client_opts *opts,
@@ -236,24 +183,24 @@ struct client *client_new(const char *url, const char *api_key, const struct cli
         err_set(e, ERR_INVALID, "client: the API key holds a line break");
         return NULL;
     }
-    if (check_opts(&o, e))
+    if (curlutil_check_opts(&o, "client", e))
         return NULL;
-    pthread_once(&curl_once, curl_init);
+    if (curlutil_global_init("client", e))
+        return NULL;
     struct client *c = calloc(1, sizeof(*c));
-    if (!c || curl_init_rc != CURLE_OK) {
-        err_set(e, ERR_NOMEM, "client: cannot initialise libcurl");
-        free(c);
+    if (!c) {
+        err_set(e, ERR_NOMEM, "client: out of memory");
         return NULL;
     }
     c->o = o;
     if (!c->o.now)
-        c->o.now = real_now;
+        c->o.now = curlutil_now;
     if (!c->o.sleep)
         c->o.sleep = real_sleep;
     atomic_init(&c->cancel, 0);
     c->curl = curl_easy_init();
     if (!c->curl || set_urls(c, url) ||
-        (api_key && *api_key && !(c->auth = join("Authorization: Bearer ", api_key)))) {
+        (api_key && *api_key && !(c->auth = curlutil_join("Authorization: Bearer ", api_key)))) {
         err_set(e, ERR_NOMEM, "client: out of memory");
         client_free(c);
         return NULL;
@@ -267,12 +214,7 @@ void client_free(struct client *c)
         return;
     if (c->curl)
         curl_easy_cleanup(c->curl);
-    if (c->auth) {
-        volatile char *p = c->auth;
-        while (*p)
-            *p++ = 0;
-        free(c->auth);
-    }
+    curlutil_wipe_free(c->auth);
     free(c->chat_url);
     free(c->completion_url);
     free(c);
@@ -558,26 +500,6 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 
 /* ------------------------------------------------------------ one attempt */
 
-static bool retryable_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static bool retryable_status(long status)
 {
     return status == 429 || status == 502 || status == 503 || status == 504;
@@ -653,7 +575,7 @@ static int finish_attempt(struct call *k, CURLcode cc, const char *url, bool *re
     if (rc)
         return err_set(e, rc, "%s: %s", url, k->stream_err.msg);
     if (cc != CURLE_OK) {
-        *retry = !k->delivered && retryable_curl(cc);
+        *retry = !k->delivered && curlutil_retryable(cc);
         return err_set(e, ERR_IO, "%s: %s", url, k->errbuf[0] ? k->errbuf : curl_easy_strerror(cc));
     }
     if (status != 200)

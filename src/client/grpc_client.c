@@ -7,11 +7,11 @@
  * between success, a retry and a final error.
  */
 #include "client/grpc_client.h"
+#include "client/curlutil.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +26,6 @@
 
 #define ANSWER_MAX (64u << 20) /* bytes of content or reasoning we keep */
 #define HEADER_MAX 2048        /* a longer header line is ignored */
-#define SLEEP_SLICE_S 0.05     /* the default sleep looks at the cancel flag this often */
 
 struct grpc_client {
     char *url;                 /* "http://host:port" */
@@ -86,47 +85,17 @@ static int buf_add(struct buf *b, const char *p, size_t n)
     return 0;
 }
 
-static char *join(const char *a, const char *b)
-{
-    size_t n = strlen(a) + strlen(b) + 1;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s", a, b);
-    return s;
-}
-
 /* ------------------------------------------------------------ clock */
 
-static double real_now(void *arg)
+static bool cancelled_cb(const void *g)
 {
-    (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return grpc_client_cancelled(g);
 }
 
 /* Sleeps in slices so a cancel (from a signal handler) ends the wait quickly. */
 static int real_sleep(const struct grpc_client *g, double s)
 {
-    double end = mono_now() + s;
-    for (;;) {
-        if (grpc_client_cancelled(g))
-            return 1;
-        double left = end - mono_now();
-        if (left <= 0)
-            return 0;
-        if (left > SLEEP_SLICE_S)
-            left = SLEEP_SLICE_S;
-        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-        nanosleep(&ts, NULL); /* EINTR: the loop looks at the flag again */
-    }
+    return curlutil_sleep(s, cancelled_cb, g);
 }
 
 /* ------------------------------------------------------------ target, lifecycle */
@@ -207,28 +176,6 @@ static int parse_target(const char *target, char **url, struct err *e)
     return *url ? 0 : err_set(e, ERR_NOMEM, "grpc client: out of memory");
 }
 
-static int check_opts(const struct client_opts *o, struct err *e)
-{
-    const struct client_retry *r = &o->retry;
-    if (r->attempts < 1 || r->attempts > 100)
-        return err_set(e, ERR_INVALID, "grpc client: retry attempts %d is out of range 1..100",
-                       r->attempts);
-    if (!(r->multiplier >= 0) || !(r->min_wait_s >= 0) || !(r->max_wait_s >= r->min_wait_s) ||
-        !(r->retry_after_max_s >= 0))
-        return err_set(e, ERR_INVALID, "grpc client: retry waits must be >= 0 with min <= max");
-    if (o->connect_timeout_ms < 0 || o->timeout_ms < 0)
-        return err_set(e, ERR_INVALID, "grpc client: timeouts must be >= 0");
-    return 0;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_OK;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* curl_global_init and a libcurl that can speak HTTP/2. *no_reuse: libcurl before
  * 8.0.0 breaks a reused prior-knowledge HTTP/2 connection ("Error in the HTTP2
  * framing layer" on the second request: curl issue 10634, fixed in 8.0.0), so older
@@ -236,9 +183,9 @@ static void curl_init(void)
  * generation). */
 static int check_curl(bool *no_reuse, struct err *e)
 {
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return err_set(e, ERR_NOMEM, "grpc client: cannot initialise libcurl");
+    int rc = curlutil_global_init("grpc client", e);
+    if (rc)
+        return rc;
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
     if (!(v->features & CURL_VERSION_HTTP2))
         return err_set(e, ERR_UNSUPPORTED, "grpc client: libcurl %s was built without HTTP/2 "
@@ -265,7 +212,7 @@ struct grpc_client *grpc_client_new(const char *target, const char *api_key,
     }
     char *url = NULL;
     bool no_reuse = false;
-    if (check_opts(&o, e) || check_curl(&no_reuse, e) || parse_target(target, &url, e))
+    if (curlutil_check_opts(&o, "grpc client", e) || check_curl(&no_reuse, e) || parse_target(target, &url, e))
         return NULL;
     struct grpc_client *g = calloc(1, sizeof *g);
     if (!g) {
@@ -277,13 +224,13 @@ struct grpc_client *grpc_client_new(const char *target, const char *api_key,
     g->no_reuse = no_reuse;
     g->o = o;
     if (!g->o.now)
-        g->o.now = real_now;
+        g->o.now = curlutil_now;
     atomic_init(&g->cancel, 0);
     g->curl = curl_easy_init();
-    g->unary_url = join(url, "/DeepSeekService/GenerateText");
-    g->stream_url = join(url, "/DeepSeekService/GenerateTextStream");
+    g->unary_url = curlutil_join(url, "/DeepSeekService/GenerateText");
+    g->stream_url = curlutil_join(url, "/DeepSeekService/GenerateTextStream");
     if (!g->curl || !g->unary_url || !g->stream_url ||
-        (api_key && *api_key && !(g->auth = join("authorization: Bearer ", api_key)))) {
+        (api_key && *api_key && !(g->auth = curlutil_join("authorization: Bearer ", api_key)))) {
         err_set(e, ERR_NOMEM, "grpc client: out of memory");
         grpc_client_free(g);
         return NULL;
@@ -297,12 +244,7 @@ void grpc_client_free(struct grpc_client *g)
         return;
     if (g->curl)
         curl_easy_cleanup(g->curl);
-    if (g->auth) {
-        volatile char *p = g->auth;
-        while (*p)
-            *p++ = 0;
-        free(g->auth);
-    }
+    curlutil_wipe_free(g->auth);
     free(g->url);
     free(g->unary_url);
     free(g->stream_url);
@@ -558,25 +500,6 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 
 /* ------------------------------------------------------------ one attempt */
 
-static bool retryable_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* Statuses that say the server (or the network) failed, not the request. */
 static bool server_side(int status)
 {
@@ -699,7 +622,7 @@ static int finish_attempt(struct call *k, CURLcode cc, bool *retry, struct err *
         char what[500];
         snprintf(what, sizeof what, "%s: %s", k->url,
                  k->errbuf[0] ? k->errbuf : curl_easy_strerror(cc));
-        status_error(k, GRPC_WIRE_UNAVAILABLE, what, retryable_curl(cc), retry, e);
+        status_error(k, GRPC_WIRE_UNAVAILABLE, what, curlutil_retryable(cc), retry, e);
         return ERR_IO;
     }
     if (http != 200 || k->status != GRPC_WIRE_OK)
