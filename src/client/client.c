@@ -429,19 +429,9 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *arg)
         k->is_sse = false;
         return n;
     }
-    const char *colon = memchr(line, ':', n);
-    if (!colon || n > 512)
-        return n;
     char name[32], value[512];
-    size_t nl = (size_t)(colon - line), vl = n - nl - 1;
-    if (nl >= sizeof name)
+    if (!curlutil_header(line, n, name, sizeof name, value, sizeof value))
         return n;
-    memcpy(name, line, nl);
-    name[nl] = '\0';
-    memcpy(value, colon + 1, vl);
-    while (vl && (value[vl - 1] == '\r' || value[vl - 1] == '\n'))
-        vl--;
-    value[vl] = '\0';
     double w = -1;
     if (!strcasecmp(name, "retry-after")) {
         if (client_parse_retry_after(value, k->c->o.now(k->c->o.clock_arg), &w))

@@ -108,3 +108,24 @@ bool curlutil_retryable(CURLcode cc)
         return false;
     }
 }
+
+bool curlutil_header(const char *line, size_t n, char *name, size_t name_size, char *value,
+                     size_t value_size)
+{
+    const char *colon = memchr(line, ':', n);
+    if (!colon || n >= value_size)
+        return false;
+    size_t nl = (size_t)(colon - line), vl = n - nl - 1;
+    if (nl >= name_size)
+        return false;
+    memcpy(name, line, nl);
+    name[nl] = '\0';
+    const char *v = colon + 1;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    memcpy(value, v, vl);
+    while (vl && (value[vl - 1] == '\r' || value[vl - 1] == '\n'))
+        vl--;
+    value[vl] = '\0';
+    return true;
+}

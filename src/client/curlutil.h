@@ -32,6 +32,13 @@ double curlutil_mono(void);     /* monotonic seconds */
  * (set from a signal handler), 0 after the whole wait. */
 int curlutil_sleep(double s, bool (*cancelled)(const void *obj), const void *obj);
 
+/* Splits one header line as curl hands it over ("Name: value\r\n") into name and
+ * value, the value's leading blanks and line end trimmed. false for a status line, a
+ * line without a colon, a name over name_size, or a whole line of value_size bytes or
+ * more (not a header we read). */
+bool curlutil_header(const char *line, size_t n, char *name, size_t name_size, char *value,
+                     size_t value_size);
+
 /* ERR_INVALID naming `who` when the retry policy or timeouts are out of range. */
 int curlutil_check_opts(const struct client_opts *o, const char *who, struct err *e);
 /* Transport failures another attempt may fix (connect, timeout, reset, HTTP/2 errors). */

@@ -443,23 +443,9 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *arg)
         k->hint = 0;
         return n;
     }
-    const char *colon = memchr(line, ':', n);
-    if (!colon || n >= HEADER_MAX)
-        return n;
     char name[64], value[HEADER_MAX];
-    size_t nl = (size_t)(colon - line), vl = n - nl - 1;
-    if (nl >= sizeof name)
-        return n;
-    memcpy(name, line, nl);
-    name[nl] = '\0';
-    const char *v = colon + 1;
-    while (vl && (*v == ' ' || *v == '\t'))
-        v++, vl--;
-    memcpy(value, v, vl);
-    while (vl && (value[vl - 1] == '\r' || value[vl - 1] == '\n'))
-        vl--;
-    value[vl] = '\0';
-    take_header(k, name, value);
+    if (curlutil_header(line, n, name, sizeof name, value, sizeof value))
+        take_header(k, name, value);
     return n;
 }
 

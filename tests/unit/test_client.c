@@ -28,6 +28,7 @@
 #include <event2/thread.h>
 
 #include "client/client.h"
+#include "client/curlutil.h"
 #include "client/sse.h"
 
 /* ------------------------------------------------------------ scripted server */
@@ -243,6 +244,27 @@ static void test_backoff_schedule(void **state)
     assert_true(client_backoff(&r, 1) == 0.5);
     assert_true(client_backoff(&r, 4) == 4.0);
     assert_true(client_backoff(&r, 200) == 100.0); /* no overflow for huge attempts */
+}
+
+/* The header-line split both clients use: blanks and CRLF trimmed, status lines,
+ * colon-less and over-long lines refused. */
+static void test_header_split(void **state)
+{
+    (void)state;
+    char name[16], value[32];
+    const char *l = "Retry-After: \t 7\r\n";
+    assert_true(curlutil_header(l, strlen(l), name, sizeof name, value, sizeof value));
+    assert_string_equal(name, "Retry-After");
+    assert_string_equal(value, "7");
+    l = "x:\r\n";
+    assert_true(curlutil_header(l, strlen(l), name, sizeof name, value, sizeof value));
+    assert_string_equal(value, "");
+    l = "HTTP/1.1 200 OK\r\n";
+    assert_false(curlutil_header(l, strlen(l), name, sizeof name, value, sizeof value));
+    l = "a-very-long-header-name: 1\r\n"; /* name over its buffer */
+    assert_false(curlutil_header(l, strlen(l), name, sizeof name, value, 64));
+    l = "a: 0123456789abcdef0123456789abcdef\r\n"; /* line over the value buffer */
+    assert_false(curlutil_header(l, strlen(l), name, sizeof name, value, sizeof value));
 }
 
 static void test_parse_retry_after(void **state)
@@ -745,6 +767,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_schedule),
         cmocka_unit_test(test_parse_retry_after),
+        cmocka_unit_test(test_header_split),
         cmocka_unit_test(test_429_then_ok_waits_retry_after),
         cmocka_unit_test(test_503_three_times_fails_with_last_error),
         cmocka_unit_test(test_4xx_not_retried),
