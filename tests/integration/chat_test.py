@@ -23,63 +23,28 @@ import sys
 import time
 import urllib.request
 
+from dstest import FAILS, ServeProcess, check  # noqa: F401 (FAILS: chat_grpc_test)
+
 BIN, MODEL, TMP = os.environ["DS_BIN"], os.environ["DS_MODEL"], os.environ["DS_TMP"]
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-    return cond
-
-
-class Server:
+class Server(ServeProcess):
     def __init__(self, *args, grpc=False):
         self.log_dir = os.path.join(TMP, "logs")
-        for _ in range(8):
+
+        def argv():
             self.port = random.randint(20000, 60000)
             self.grpc_port = random.randint(20000, 60000) if grpc else 0
-            self.out = open(os.path.join(TMP, "serve.out"), "w+")
-            self.p = subprocess.Popen(
-                [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-dir", self.log_dir, "--config=", "--threads", "1",
-                 # no gRPC listener unless asked, then on a random port (tests run in
-                 # parallel; 50051 is shared), and no response cache (repeated
-                 # temperature-0 requests must reach the queue)
-                 "--grpc-port", str(self.grpc_port), "--cache-size", "0", *args],
-                stdout=self.out, stderr=subprocess.STDOUT)
-            if self.wait_ready():
-                self.url = "http://127.0.0.1:%d" % self.port
-                return
-        raise SystemExit("FAIL - server did not start: " + self.text())
-
-    def text(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def wait_ready(self):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "Server ready" in self.text():
-                return True
-            if self.p.poll() is not None:
-                return False
-            time.sleep(0.05)
-        self.p.kill()
-        return False
+            return [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+                    "--log-dir", self.log_dir, "--config=", "--threads", "1",
+                    # no gRPC listener unless asked, then on a random port (tests run in
+                    # parallel; 50051 is shared), and no response cache (repeated
+                    # temperature-0 requests must reach the queue)
+                    "--grpc-port", str(self.grpc_port), "--cache-size", "0", *args]
+        self.start(argv, os.path.join(TMP, "serve.out"))
 
     def access_log(self):
         with open(os.path.join(self.log_dir, "access.log")) as f:
             return [dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
                     for line in f]
-
-    def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
 
 
 def add_key(name, *limits):

@@ -17,18 +17,18 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import requests
 
+from dstest import FAILS, ServeProcess, check, free_port
+
 BIN, MODEL, TMP = os.environ["DS_BIN"], os.environ["DS_MODEL"], os.environ["DS_TMP"]
 SRC = os.environ["DS_SOURCE_DIR"]
 GRPC = os.environ.get("DS_GRPC") == "1"
 LOG = os.path.join(TMP, "logs")
-FAILS = []
 KEYS = {"A": "sk-erase-test-user-A-0123456789", "B": "sk-erase-test-user-B-0123456789",
         "ops": "sk-erase-test-admin-0123456789"}
 ADMIN_SETTING = "erase-test-admin-setting-key-42"
@@ -38,19 +38,6 @@ SECRETS = {
          (["A-SECRET-grpc-tamarind-5518", "A-SECRET-grpcstream-loquat-6620"] if GRPC else []),
     "B": ["B-SECRET-chat-mangosteen-2207", "B-SECRET-completion-rambutan-3318"],
 }
-
-
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis():
@@ -74,45 +61,14 @@ def redis_keys(port, pattern):
     return r.stdout.split()
 
 
-class Server:
+class Server(ServeProcess):
     def __init__(self, *args):
-        for _ in range(8):
+        def argv():
             self.port, self.gport = free_port(), free_port()
-            self.out = open(os.path.join(TMP, "serve.out"), "w+")
-            self.p = subprocess.Popen(
-                [BIN, "serve", "-m", MODEL, "--config=", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--grpc-port", str(self.gport) if GRPC else "0",
-                 "--log-dir", LOG, "--threads", "1", "--parallel", "2", *args],
-                stdout=self.out, stderr=subprocess.STDOUT)
-            if self.wait_ready():
-                self.url = "http://127.0.0.1:%d" % self.port
-                return
-        raise SystemExit("FAIL - the server did not start: " + self.text())
-
-    def text(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def wait_ready(self):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "Server ready" in self.text():
-                return True
-            if self.p.poll() is not None:
-                return False
-            time.sleep(0.05)
-        self.p.kill()
-        return False
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                return None
-        return self.p.returncode
+            return [BIN, "serve", "-m", MODEL, "--config=", "--host", "127.0.0.1", "--port",
+                    str(self.port), "--grpc-port", str(self.gport) if GRPC else "0",
+                    "--log-dir", LOG, "--threads", "1", "--parallel", "2", *args]
+        self.start(argv, os.path.join(TMP, "serve.out"))
 
 
 def auth(who):
