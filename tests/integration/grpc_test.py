@@ -34,8 +34,8 @@ import deepseek_pb2  # noqa: E402
 import deepseek_pb2_grpc  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
+from dstest import FAILS, ServeProcess, check, free_port  # noqa: E402
 
-FAILS = []
 KEY = "sk-grpc-test-key-0123456789"
 SLOW_KEY = "sk-grpc-test-key-rpm1"
 SC = grpc.StatusCode
@@ -57,63 +57,21 @@ response = stub.GenerateText(
 """
 
 
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServeProcess):
     def __init__(self, tag, *args):
         self.log_dir = os.path.join(TMP, "logs-" + tag)
-        for _ in range(8):
+
+        def argv():
             self.port, self.gport = free_port(), free_port()
-            self.out = open(os.path.join(TMP, tag + ".out"), "w+")
-            self.p = subprocess.Popen(
-                [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--grpc-port", str(self.gport), "--log-dir", self.log_dir, "--config=",
-                 "--threads", "1", *args], stdout=self.out, stderr=subprocess.STDOUT)
-            if self.wait_ready():
-                self.url = "http://127.0.0.1:%d" % self.port
-                self.addr = "127.0.0.1:%d" % self.gport
-                return
-        raise SystemExit("FAIL - server %s did not start: %s" % (tag, self.text()))
-
-    def text(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def wait_ready(self):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "Server ready" in self.text():
-                return True
-            if self.p.poll() is not None:
-                return False
-            time.sleep(0.05)
-        self.p.kill()
-        return False
+            self.addr = "127.0.0.1:%d" % self.gport
+            return [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+                    "--grpc-port", str(self.gport), "--log-dir", self.log_dir, "--config=",
+                    "--threads", "1", *args]
+        self.start(argv, os.path.join(TMP, tag + ".out"))
 
     def stub(self):
         self.ch = grpc.insecure_channel(self.addr)
         return deepseek_pb2_grpc.DeepSeekServiceStub(self.ch)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                return self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                return None
-        return self.p.returncode
 
 
 def rest(s, body, key=None):

@@ -20,14 +20,7 @@ import time
 
 import requests
 
-FAILS = []
-
-
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-    return cond
+from dstest import FAILS, check
 
 
 # ---------------------------------------------------------------- nginx.conf

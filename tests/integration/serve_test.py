@@ -15,60 +15,23 @@ import time
 
 import requests
 
+from dstest import FAILS, ServeProcess, check  # noqa: F401 (re-exported)
+
 BIN, MODEL, TMP = os.environ["DS_BIN"], os.environ["DS_MODEL"], os.environ["DS_TMP"]
 NAME = os.path.basename(MODEL)[:-len(".gguf")]
-FAILS = []
 
-
-def check(cond, what):
-    print(("ok - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        FAILS.append(what)
-    return cond
-
-
-class Server:
+class Server(ServeProcess):
     """A serve process on a random free high port (config has no --port 0)."""
 
     def __init__(self, tag, *args):
         self.log_dir = os.path.join(TMP, "logs-" + tag)
-        for _ in range(8):
+
+        def argv():
             self.port = random.randint(20000, 60000)
-            self.out = open(os.path.join(TMP, tag + ".out"), "w+")
-            self.p = subprocess.Popen(
-                [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-dir", self.log_dir, "--config=", "--threads", "1",
-                 "--grpc-port", "0", *args],
-                stdout=self.out, stderr=subprocess.STDOUT)
-            if self.wait_ready():
-                self.url = "http://127.0.0.1:%d" % self.port
-                return
-        raise SystemExit("FAIL - server %s did not start: %s" % (tag, self.text()))
-
-    def text(self):
-        self.out.seek(0)
-        return self.out.read()
-
-    def wait_ready(self):
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if "Server ready" in self.text():
-                return True
-            if self.p.poll() is not None:
-                return False  # port taken, most likely: try another
-            time.sleep(0.05)
-        self.p.kill()
-        return False
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                return self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                return None
-        return self.p.returncode
+            return [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+                    "--log-dir", self.log_dir, "--config=", "--threads", "1",
+                    "--grpc-port", "0", *args]
+        self.start(argv, os.path.join(TMP, tag + ".out"))
 
 
 def chat(s, body, **kw):
