@@ -3,7 +3,8 @@
  * and of a forward context, shared by model.c (loading), forward.c (the context and
  * batch checks) and the per-architecture forward passes (arch_llama.c).
  *
- * Weight views point into the GGUF mapping; shapes are given as [rows][cols], the row
+ * Weight views point into the GGUF mapping (except deepseek2 k_b / v_b built from an
+ * unsplit attn_kv_b, which the model owns); shapes are given as [rows][cols], the row
  * being the input dimension (ggml's ne0).
  */
 #ifndef DS_MODEL_ARCH_H
@@ -33,8 +34,10 @@ struct model_layer {
     struct kernels_tensor_view wq_b;  /* [n_head*head_dim][q_lora] */
     struct kernels_tensor_view wkv_a; /* [kv_lora + n_rot][n_embd] latent and shared rope key */
     const float *kv_a_norm;          /* [kv_lora] */
-    struct kernels_tensor_view wk_b;  /* [n_head][kv_lora][qk_nope] absorbs q_nope */
-    struct kernels_tensor_view wv_b;  /* [n_head][v_head][kv_lora] expands the latent */
+    struct kernels_tensor_view wk_b;  /* [n_head][kv_lora][qk_nope] absorbs q_nope; from
+                                       * attn_kv_b: transposed, F32 unless F16/BF16 */
+    struct kernels_tensor_view wv_b;  /* [n_head][v_head][kv_lora] expands the latent; from
+                                       * attn_kv_b: its V rows, same type */
     struct kernels_tensor_view gate_inp; /* [n_expert][n_embd] router */
     const float *exp_probs_b;        /* [n_expert] selection bias (V3) or NULL */
     struct kernels_tensor_view gate_exps, up_exps; /* [n_expert][n_ff_exp][n_embd] */
@@ -52,6 +55,10 @@ struct model {
     const float *output_norm;        /* [n_embd] */
     const float *rope_freqs;         /* [n_rot/2] or NULL */
     struct model_layer *layers;      /* [n_layer] */
+    /* deepseek2 files with an unsplit attn_kv_b (older converters): every layer's wk_b and
+     * wv_b are built at load into buffers the model owns (model.c, split_kv_b). */
+    bool kv_b_unsplit;
+    void **kv_b_bufs;                /* [2 * n_layer]: k_b, v_b of each layer, or NULL */
 };
 
 /* Activation slots for FORWARD_MATMUL_QUANT_ACT, one per dot type. */

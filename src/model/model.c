@@ -182,22 +182,54 @@ static int opt_bool(const struct gguf *g, const char *fmt, const char *arch, boo
     return rc;
 }
 
-/* MLA ranks and head split. Files converted before llama.cpp split kv_b_proj have no
- * key_length_mla and an attn_kv_b tensor instead of attn_k_b / attn_v_b. */
+/* Files converted before llama.cpp split kv_b_proj: no key_length_mla, an attn_kv_b
+ * tensor, and MLA described as plain multi-head attention (key_length = qk_nope + rope,
+ * value_length = v_head, head_count_kv = head_count). Sets the head split as a split file
+ * would (the cache holds the latent either way: one kv head). */
+static int read_mla_unsplit(const struct gguf *g, const char *arch, struct model_hparams *hp,
+                            uint32_t *k_mla, uint32_t *v_mla, struct err *err)
+{
+    int rc;
+    if ((rc = req_u32(g, SHAPES_KV_KEY_LENGTH, arch, k_mla, err)) ||
+        (rc = req_u32(g, SHAPES_KV_VALUE_LENGTH, arch, v_mla, err)))
+        return rc;
+    if (hp->n_head_kv != hp->n_head)
+        return err_set(err, ERR_RANGE, "%s: %s.attention.head_count_kv %d differs from "
+                       "head_count %d in a file with an unsplit attn_kv_b", gguf_path(g), arch,
+                       hp->n_head_kv, hp->n_head);
+    if (*k_mla <= (uint32_t)hp->n_rot || *v_mla == 0)
+        return err_set(err, ERR_RANGE, "%s: %s.attention.key_length %u must exceed "
+                       "rope.dimension_count %d and value_length %u be positive (unsplit "
+                       "attn_kv_b: qk_nope + qk_rope, v_head)", gguf_path(g), arch, *k_mla,
+                       hp->n_rot, *v_mla);
+    hp->n_head_kv = 1;
+    return 0;
+}
+
+/* MLA ranks and head split, from key_length_mla / value_length_mla (split attn_k_b /
+ * attn_v_b), or from an older converter's keys when the file has attn_kv_b instead. */
 static int read_mla(const struct gguf *g, const char *arch, struct model_hparams *hp,
-                    struct err *err)
+                    bool *unsplit, struct err *err)
 {
     uint32_t q_lora = 0, kv_lora = 0, k_mla = 0, v_mla = 0;
+    char kvb[64];
     int rc;
+    *unsplit = false;
     if ((rc = opt_u32(g, SHAPES_KV_Q_LORA_RANK, arch, &q_lora, err)) < 0 ||
         (rc = req_u32(g, SHAPES_KV_KV_LORA_RANK, arch, &kv_lora, err)) ||
         (rc = opt_u32(g, SHAPES_KV_KEY_LENGTH_MLA, arch, &k_mla, err)) < 0 ||
         (rc = opt_u32(g, SHAPES_KV_VALUE_LENGTH_MLA, arch, &v_mla, err)) < 0)
         return rc;
-    if (k_mla == 0 || v_mla == 0)
-        return err_set(err, ERR_UNSUPPORTED, "%s: deepseek2 file without %s.attention."
-                       "key_length_mla (an unsplit attn_kv_b from an older converter); "
-                       "reconvert it with a current convert_hf_to_gguf.py", gguf_path(g), arch);
+    snprintf(kvb, sizeof(kvb), SHAPES_TN_ATTN_KV_B, 0);
+    if (k_mla == 0 && v_mla == 0 && gguf_find_tensor(g, kvb)) {
+        if ((rc = read_mla_unsplit(g, arch, hp, &k_mla, &v_mla, err)))
+            return rc;
+        *unsplit = true;
+    } else if (k_mla == 0 || v_mla == 0) {
+        return err_set(err, ERR_FORMAT, "%s: deepseek2 file has neither %s.attention."
+                       "key_length_mla and value_length_mla nor an unsplit tensor %s",
+                       gguf_path(g), arch, kvb);
+    }
     const uint32_t lim = 1u << 16;
     if (kv_lora == 0 || kv_lora > lim || q_lora > lim || v_mla > lim ||
         k_mla <= (uint32_t)hp->n_rot || k_mla > 1024 || hp->n_head_kv != 1)
@@ -254,7 +286,7 @@ static int read_moe(const struct gguf *g, const char *arch, struct model_hparams
 /* deepseek2 on top of the common keys: skipped next-token-prediction blocks, MLA, MoE,
  * and the YaRN terms llama.cpp folds into the attention scale. */
 static int read_deepseek2(const struct gguf *g, const char *arch, struct model_hparams *hp,
-                          struct err *err)
+                          bool *kv_b_unsplit, struct err *err)
 {
     uint32_t nextn = 0;
     float log_mul = 0.0f;
@@ -269,7 +301,7 @@ static int read_deepseek2(const struct gguf *g, const char *arch, struct model_h
     hp->rope_attn_factor = 1.0f;
     hp->yarn_beta_fast = 32.0f;
     hp->yarn_beta_slow = 1.0f;
-    if ((rc = read_mla(g, arch, hp, err)) || (rc = read_moe(g, arch, hp, err)) ||
+    if ((rc = read_mla(g, arch, hp, kv_b_unsplit, err)) || (rc = read_moe(g, arch, hp, err)) ||
         (rc = opt_f32(g, SHAPES_KV_YARN_LOG_MUL, arch, &log_mul, err)) < 0 ||
         (rc = opt_f32(g, DS2_KV_ROPE_ATTN_FACTOR, arch, &hp->rope_attn_factor, err)) < 0 ||
         (rc = opt_f32(g, SHAPES_KV_YARN_BETA_FAST, arch, &hp->yarn_beta_fast, err)) < 0 ||
@@ -436,22 +468,101 @@ static int bind_matrix3(const struct gguf *g, const char *name, int64_t cols, in
     return bind_matrix_rows(g, name, t, cols, rows * n, v, err);
 }
 
-/* Multi-head latent attention: q (plain or q-LoRA), the latent projection, k_b / v_b. */
-static int bind_mla(const struct gguf *g, const struct model_hparams *hp, int il,
-                    struct model_layer *L, struct err *err)
+/* One head's nope K rows of attn_kv_b (from `head`), row n written as column n of that
+ * head's k_b ([kv_lora][nope]): elements moved when k_b keeps the file's float type,
+ * else through a dequantized row (scratch `row`, kv_lora floats). */
+static void transpose_k_rows(const struct kernels_tensor_view *kv, const char *head, int64_t nope,
+                             enum kernels_type kt, char *kb_head, float *row)
 {
+    const size_t es = kernels_row_bytes(kt, 1), Lr = (size_t)kv->cols;
+    for (int64_t n = 0; n < nope; n++) {
+        const char *src = head + (size_t)n * kv->row_bytes;
+        char *dst = kb_head + (size_t)n * es;
+        if (kt == kv->type) {
+            for (size_t c = 0; c < Lr; c++)
+                memcpy(dst + c * (size_t)nope * es, src + c * es, es);
+            continue;
+        }
+        kernels_dequantize_row(kv->type, src, row, (int64_t)Lr);
+        for (size_t c = 0; c < Lr; c++)
+            memcpy(dst + c * (size_t)nope * es, &row[c], sizeof(float));
+    }
+}
+
+/* An older converter's attn_kv_b [kv_lora, n_head * (nope + v_head)] holds per head nope
+ * rows of W_kb^T, then v_head rows of W_vb. Builds the split file's tensors from it, with
+ * the same values: k_b [n_head][kv_lora][nope] transposed (in the file's type if F32, F16
+ * or BF16, where moving elements is exact, else dequantized to F32: transposing would cut
+ * across quant blocks) and v_b [n_head][v_head][kv_lora] (the V rows' bytes as they are).
+ * The buffers go to m->kv_b_bufs at once, so model_free releases them on any error. */
+static int split_kv_b(struct model *m, int il, struct err *err)
+{
+    const struct model_hparams *hp = &m->hp;
+    struct model_layer *L = &m->layers[il];
+    const int64_t H = hp->n_head, Lr = hp->kv_lora_rank, nope = hp->qk_nope;
+    const int64_t VH = hp->v_head_dim;
+    struct kernels_tensor_view kv;
+    char name[64];
+    snprintf(name, sizeof(name), SHAPES_TN_ATTN_KV_B, il);
+    int rc = bind_matrix(m->g, name, Lr, H * (nope + VH), false, &kv, err);
+    if (rc)
+        return rc;
+    enum kernels_type kt = kv.type == KERNELS_F16 || kv.type == KERNELS_BF16 ? kv.type
+                                                                               : KERNELS_F32;
+    size_t es = kernels_row_bytes(kt, 1), vb_head = (size_t)VH * kv.row_bytes;
+    char *kb = malloc((size_t)(H * Lr * nope) * es), *vb = malloc((size_t)H * vb_head);
+    float *row = kt == kv.type ? NULL : malloc((size_t)Lr * sizeof(float));
+    m->kv_b_bufs[2 * il] = kb;
+    m->kv_b_bufs[2 * il + 1] = vb;
+    if (!kb || !vb || (kt != kv.type && !row)) {
+        free(row);
+        return err_set(err, ERR_NOMEM, "%s: out of memory splitting tensor %s",
+                       gguf_path(m->g), name);
+    }
+    for (int64_t h = 0; h < H; h++) {
+        const char *head = (const char *)kv.data + (size_t)(h * (nope + VH)) * kv.row_bytes;
+        transpose_k_rows(&kv, head, nope, kt, kb + (size_t)(h * Lr * nope) * es, row);
+        memcpy(vb + (size_t)h * vb_head, head + (size_t)nope * kv.row_bytes, vb_head);
+    }
+    free(row);
+    L->wk_b = (struct kernels_tensor_view){kt, kb, H * Lr, nope, (size_t)nope * es};
+    L->wv_b = (struct kernels_tensor_view){kv.type, vb, H * VH, Lr, kv.row_bytes};
+    return 0;
+}
+
+/* k_b / v_b: the split tensors as they are in the file, or built from attn_kv_b. */
+static int bind_k_v_b(struct model *m, int il, struct err *err)
+{
+    const struct model_hparams *hp = &m->hp;
+    struct model_layer *L = &m->layers[il];
+    char kb[64], vb[64];
+    int rc;
+    if (m->kv_b_unsplit)
+        return split_kv_b(m, il, err);
+    snprintf(kb, sizeof(kb), SHAPES_TN_ATTN_K_B, il);
+    snprintf(vb, sizeof(vb), SHAPES_TN_ATTN_V_B, il);
+    if ((rc = bind_matrix3(m->g, kb, hp->qk_nope, hp->kv_lora_rank, hp->n_head, &L->wk_b, err)) ||
+        (rc = bind_matrix3(m->g, vb, hp->kv_lora_rank, hp->v_head_dim, hp->n_head, &L->wv_b,
+                           err)))
+        return rc;
+    return 0;
+}
+
+/* Multi-head latent attention: q (plain or q-LoRA), the latent projection, k_b / v_b. */
+static int bind_mla(struct model *m, int il, struct err *err)
+{
+    const struct gguf *g = m->g;
+    const struct model_hparams *hp = &m->hp;
+    struct model_layer *L = &m->layers[il];
     int64_t E = hp->n_embd, H = hp->n_head, Q = H * hp->head_dim, Lr = hp->kv_lora_rank;
     char n[8][64];
     int rc;
     snprintf(n[0], 64, SHAPES_TN_ATTN_KV_A_MQA, il);
     snprintf(n[1], 64, SHAPES_TN_ATTN_KV_A_NORM, il);
-    snprintf(n[2], 64, SHAPES_TN_ATTN_K_B, il);
-    snprintf(n[3], 64, SHAPES_TN_ATTN_V_B, il);
     snprintf(n[4], 64, SHAPES_TN_ATTN_OUT, il);
     if ((rc = bind_matrix(g, n[0], E, Lr + hp->n_rot, false, &L->wkv_a, err)) ||
         (rc = bind_vector(g, n[1], Lr, false, &L->kv_a_norm, err)) ||
-        (rc = bind_matrix3(g, n[2], hp->qk_nope, Lr, H, &L->wk_b, err)) ||
-        (rc = bind_matrix3(g, n[3], Lr, hp->v_head_dim, H, &L->wv_b, err)) ||
+        (rc = bind_k_v_b(m, il, err)) ||
         (rc = bind_matrix(g, n[4], H * hp->v_head_dim, E, false, &L->wo, err)))
         return rc;
     if (hp->q_lora_rank == 0) {
@@ -511,7 +622,7 @@ static int bind_layer_deepseek2(struct model *m, int il, struct err *err)
     snprintf(n[1], 64, SHAPES_TN_FFN_NORM, il);
     if ((rc = bind_vector(g, n[0], E, false, &L->attn_norm, err)) ||
         (rc = bind_vector(g, n[1], E, false, &L->ffn_norm, err)) ||
-        (rc = bind_mla(g, hp, il, L, err)))
+        (rc = bind_mla(m, il, err)))
         return rc;
     if (il >= hp->n_dense_lead)
         return bind_moe(g, hp, il, L, err);
@@ -548,6 +659,8 @@ static int bind_tensors(struct model *m, struct err *err)
     if (hp->tied_output)
         m->output = m->tok_embd;
     hp->has_rope_freqs = m->rope_freqs != NULL;
+    if (m->kv_b_unsplit && !(m->kv_b_bufs = calloc(2 * (size_t)hp->n_layer, sizeof(void *))))
+        return err_set(err, ERR_NOMEM, "%s: out of memory", gguf_path(g));
     for (int il = 0; il < hp->n_layer; il++)
         if ((rc = hp->arch == MODEL_ARCH_DEEPSEEK2 ? bind_layer_deepseek2(m, il, err)
                                                    : bind_layer(m, il, err)))
@@ -600,7 +713,7 @@ int model_load(const struct gguf *g, struct model **out, struct err *err)
     if (!rc)
         rc = read_hparams(g, m->hp.arch_name, &m->hp, err);
     if (!rc && m->hp.arch == MODEL_ARCH_DEEPSEEK2)
-        rc = read_deepseek2(g, m->hp.arch_name, &m->hp, err);
+        rc = read_deepseek2(g, m->hp.arch_name, &m->hp, &m->kv_b_unsplit, err);
     if (!rc) {
         m->layers = calloc((size_t)m->hp.n_layer, sizeof(*m->layers));
         rc = m->layers ? bind_tensors(m, err)
@@ -635,6 +748,9 @@ void model_free(struct model *m)
     if (!m)
         return;
     gguf_close(m->owned);
+    for (int i = 0; m->kv_b_bufs && i < 2 * m->hp.n_layer; i++)
+        free(m->kv_b_bufs[i]);
+    free(m->kv_b_bufs);
     free(m->layers);
     free(m);
 }

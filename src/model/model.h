@@ -5,7 +5,9 @@
  * hyper-parameter keys, and then locates and validates every tensor the architecture needs: a missing
  * tensor, a shape that does not match the hyper-parameters or an element type the
  * kernels cannot multiply is an error naming the file and the tensor. The weights are
- * kernels_tensor_views into the file's mapping: nothing is copied.
+ * kernels_tensor_views into the file's mapping: nothing is copied, except for deepseek2
+ * files with an unsplit attn_kv_b (older converters), whose attn_k_b / attn_v_b the
+ * model builds at load and owns (docs/DEEPSEEK2.md).
  *
  * Ownership: model_open owns the gguf it opens; model_load borrows a gguf that must
  * outlive the model. A model is immutable after loading: any thread may read it, and
@@ -44,12 +46,13 @@ struct model_hparams {
     bool tied_output;       /* no output.weight: token_embd is the output matrix */
 
     /* deepseek2 only (zero otherwise); see docs/DEEPSEEK2.md. head_dim is then
-     * key_length_mla (qk_nope + n_rot), n_head_kv 1, n_ff the dense blocks' width. */
+     * qk_nope + n_rot (key_length_mla, or key_length in a file with an unsplit attn_kv_b),
+     * n_head_kv 1 (the latent cache) in both layouts, n_ff the dense blocks' width. */
     int n_layer_nextn;      /* next-token-prediction blocks after n_layer: not loaded */
     int q_lora_rank;        /* 0: plain attn_q */
     int kv_lora_rank;       /* latent width; the cache row is kv_lora_rank + n_rot */
     int qk_nope;            /* non-rotated part of a query/key head */
-    int v_head_dim;         /* value_length_mla */
+    int v_head_dim;         /* value_length_mla (unsplit attn_kv_b: value_length) */
     float rope_yarn_log_mul; /* mscale_all_dim: the GGUF's yarn_log_multiplier / 0.1 */
     float rope_attn_factor; /* rope.scaling.attn_factor, default 1 */
     float yarn_beta_fast, yarn_beta_slow;

@@ -83,6 +83,8 @@
 #define SHAPES_TN_ATTN_KV_A_NORM "blk.%d.attn_kv_a_norm.weight" /* [kv_lora] */
 #define SHAPES_TN_ATTN_K_B "blk.%d.attn_k_b.weight" /* [nope, kv_lora, n_head] */
 #define SHAPES_TN_ATTN_V_B "blk.%d.attn_v_b.weight" /* [kv_lora, v_head, n_head] */
+/* older converters: both unsplit, per head nope K rows then v_head V rows */
+#define SHAPES_TN_ATTN_KV_B "blk.%d.attn_kv_b.weight" /* [kv_lora, n_head*(nope+v_head)] */
 #define SHAPES_TN_FFN_NORM "blk.%d.ffn_norm.weight"
 #define SHAPES_TN_FFN_GATE "blk.%d.ffn_gate.weight" /* [n_embd, n_ff] */
 #define SHAPES_TN_FFN_UP "blk.%d.ffn_up.weight"     /* [n_embd, n_ff] */
