@@ -24,7 +24,7 @@
 #endif
 
 #define KERNELS_NX 4
-#define KERNELS_NX_MAX 8 /* an ISA may take up to this many tokens per dot_q call */
+#define KERNELS_NX_MAX 16 /* an ISA may take up to this many tokens per dot_q call */
 
 /*
  * Multi-token dot bodies are force-inlined and called through KERNELS_NX_SWITCH with n_x
@@ -77,9 +77,27 @@ KERNELS_INLINE void kernels_prefetch(const void *block, int lines)
 typedef void (*kernels_dot_fn)(const void *w, const void *x, size_t x_stride, int n_x,
                                int64_t n, float *out);
 
+/*
+ * Register-tiled product for a prefill: y[t * y_stride + r] = dot(w_r, x_t) for r < n_r
+ * rows (w_r = w + r * w_stride bytes) and t < n_x tokens (x_t = x + t * x_stride bytes,
+ * activations of kernels_act_type), n elements each; 1 <= n_r <= tile_rows and
+ * 1 <= n_x <= tile_toks of the type. Several rows share each activation load and several
+ * tokens each weight load, and per-block scale products can be formed for a whole row
+ * group at once, which a one-row dot cannot do.
+ */
+typedef void (*kernels_tile_fn)(const void *w, size_t w_stride, int n_r, const void *x,
+                                size_t x_stride, int n_x, int64_t n, float *y,
+                                size_t y_stride);
+
 struct kernels_table {
     kernels_dot_fn dot_f32[KERNELS_NTYPES];
     kernels_dot_fn dot_q[KERNELS_NTYPES];
+    /* optional (NULL: matmul_q uses dot_q). When set, matmul_q uses it for every token
+     * count, so its result for a (row, token) pair must not depend on n_r or n_x: batch
+     * invariance rests on it (test_model, test_deepseek2 check it end to end). */
+    kernels_tile_fn tile_q[KERNELS_NTYPES];
+    int tile_rows[KERNELS_NTYPES];
+    int tile_toks[KERNELS_NTYPES];
     /* tokens dot_q[t] takes per call (1..KERNELS_NX_MAX); 0 means KERNELS_NX. More
      * tokens per call unpack each weight block fewer times in a prefill, where the ISA
      * has the registers to hold that many accumulators (AVX-512: 32). */
@@ -93,6 +111,8 @@ struct kernels_table {
     void (*add)(float *y, const float *a, const float *b, int64_t n);
     void (*scale)(float *x, float s, int64_t n);
     void (*axpy)(enum kernels_type t, float a, const void *x, float *y, int64_t n);
+    void (*wsum)(enum kernels_type t, const float *a, const void *x, size_t stride,
+                 int n_rows, float *y, int64_t n);
     /* The step-size searches of the K-quant weight quantizers (ref.c documents them).
      * SIMD versions try several candidate steps at once, one per lane, each lane doing
      * the reference's float operations in the reference's order, so the quantized bytes
@@ -107,6 +127,7 @@ extern struct kernels_table kernels_tab;
 void kernels_ref_fill(struct kernels_table *t);
 void kernels_avx2_fill(struct kernels_table *t);   /* x86_avx2.c */
 void kernels_avx512_fill(struct kernels_table *t); /* x86_avx512.c */
+void kernels_avx512_f16_fill(struct kernels_table *t); /* x86_avx512_f16.c */
 
 /* reference pieces the SIMD files and dispatch.c call directly */
 void ref_dequantize_row(enum kernels_type t, const void *src, float *dst, int64_t n);

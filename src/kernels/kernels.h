@@ -95,10 +95,15 @@ int kernels_matmul(const struct kernels_tensor_view *W, const float *x, float *y
  * llama.cpp: Q8_0 for Q8_0/Q4_0/Q5_0, Q8_K for Q4_K/Q5_K/Q6_K, F16 for F16, BF16 for BF16,
  * F32 for F32. */
 enum kernels_type kernels_act_type(enum kernels_type w);
-/* Scratch bytes kernels_quantize_act needs for n_tok rows of `cols`. */
+/* Bytes of one token's prepared activations: a row of kernels_act_type(w), and for Q8_K
+ * a trailer of cols/32 floats after it (d * the sum of each 32 quants: the block sums the
+ * K-quant mins term needs, formed once per token instead of once per weight row). */
+size_t kernels_act_row_bytes(enum kernels_type w, int64_t cols);
+/* Scratch bytes kernels_quantize_act needs for n_tok tokens of `cols`. */
 size_t kernels_act_bytes(enum kernels_type w, int64_t cols, int n_tok);
-/* Rounds x [n_tok][cols] into act (kernels_act_bytes(w, cols, n_tok) bytes, caller owns)
- * as rows of kernels_act_type(w). Call once per input, then any number of matmul_q. */
+/* Rounds x [n_tok][cols] into act (kernels_act_bytes(w, cols, n_tok) bytes, caller owns),
+ * token t at act + t * kernels_act_row_bytes(w, cols), starting with its row of
+ * kernels_act_type(w). Call once per input, then any number of matmul_q. */
 int kernels_quantize_act(enum kernels_type w, const float *x, int64_t cols, int n_tok,
                          void *act);
 /* As kernels_matmul, but with activations prepared by kernels_quantize_act. */
@@ -123,6 +128,12 @@ void kernels_scale(float *x, float s, int64_t n);
 /* y += a * x for a row x of type t (F32, F16 or BF16; others are ignored): the weighted
  * sum of V rows in attention. */
 void kernels_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n);
+/* y = sum_j a[j] * row_j for j < n_rows, row_j = x + j * stride bytes, rows of type t (F32,
+ * F16 or BF16), summed in j order (as repeated kernels_axpy from y = 0); y is overwritten.
+ * Attention's softmax-weighted sum of V rows: SIMD versions keep a stretch of y in
+ * registers across all rows instead of loading and storing it once per row. */
+void kernels_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,
+                  int n_rows, float *y, int64_t n);
 
 /* Rotary embedding of one head vector x [n_dims...] at position pos, in place.
  * neox = 0: pairs (x[2i], x[2i+1]) (llama); neox = 1: pairs (x[i], x[i + n_rot/2]).

@@ -732,6 +732,14 @@ static void ref_axpy(enum kernels_type t, float a, const void *x, float *y, int6
     }
 }
 
+static void ref_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,
+                     int n_rows, float *y, int64_t n)
+{
+    memset(y, 0, (size_t)n * sizeof(float));
+    for (int j = 0; j < n_rows; j++)
+        ref_axpy(t, a[j], (const char *)x + (size_t)j * stride, y, n);
+}
+
 void kernels_ref_fill(struct kernels_table *t)
 {
     memset(t, 0, sizeof *t);
@@ -762,6 +770,7 @@ void kernels_ref_fill(struct kernels_table *t)
     t->add = ref_add;
     t->scale = ref_scale;
     t->axpy = ref_axpy;
+    t->wsum = ref_wsum;
     t->fit_scale_min = ref_fit_scale_min;
     t->fit_scale_sym = ref_fit_scale_sym;
 }

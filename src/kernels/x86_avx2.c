@@ -557,6 +557,156 @@ static void avx2_axpy(enum kernels_type t, float a, const void *x, float *y, int
         y[i] += a * load1(t, x, i);
 }
 
+/* Eight 8-float accumulators cover 64 columns of y through every row; the rest of y goes
+ * in further passes over the rows (attention heads are 64-192 wide: one to three). */
+static void avx2_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,
+                      int n_rows, float *y, int64_t n)
+{
+    int64_t c = 0;
+    for (; c + 64 <= n; c += 64) {
+        __m256 acc[8];
+        for (int k = 0; k < 8; k++)
+            acc[k] = _mm256_setzero_ps();
+        for (int j = 0; j < n_rows; j++) {
+            const void *row = (const char *)x + (size_t)j * stride;
+            __m256 av = _mm256_set1_ps(a[j]);
+            for (int k = 0; k < 8; k++)
+                acc[k] = _mm256_fmadd_ps(av, load8(t, row, c + 8 * k), acc[k]);
+        }
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_ps(y + c + 8 * k, acc[k]);
+    }
+    if (c < n) {
+        memset(y + c, 0, (size_t)(n - c) * sizeof(float));
+        for (int j = 0; j < n_rows; j++) {
+            const void *row = (const char *)x + (size_t)j * stride;
+            int64_t i = c;
+            __m256 av = _mm256_set1_ps(a[j]);
+            for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8(t, row, i), _mm256_loadu_ps(y + i)));
+            for (; i < n; i++)
+                y[i] += a[j] * load1(t, row, i);
+        }
+    }
+}
+
+/* ======================================================================== activations */
+
+/* 32 floats times m, rounded to nearest-even s32 (as lrintf under the default rounding
+ * mode), packed to s8 in order. Callers keep |x * m| <= 127.5, so the packs never clip. */
+static inline __m256i round_pack32(const float *x, __m256 m)
+{
+    __m256i v[4];
+    for (int k = 0; k < 4; k++)
+        v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), m));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    /* the packs interleave 128-bit lanes: dwords 0 4 1 5 2 6 3 7 restore the order */
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline __m256 abs8(__m256 v)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+static inline float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* ref_quantize_q8_0_act, the same bytes: scale amax/127, q = rne(x * 127/amax). */
+static void avx2_quantize_q8_0_act(const float *x, void *vy, int64_t n)
+{
+    struct block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        __m256 am = abs8(_mm256_loadu_ps(x));
+        for (int k = 1; k < 4; k++)
+            am = _mm256_max_ps(am, abs8(_mm256_loadu_ps(x + 8 * k)));
+        float amax = hmax8(am);
+        float id = amax != 0 ? 127.f / amax : 0.f;
+        y[i].d = kernels_f32_to_fp16(amax / 127.f);
+        _mm256_storeu_si256((__m256i *)y[i].qs, round_pack32(x, _mm256_set1_ps(id)));
+    }
+}
+
+/* ref_quantize_q8_K_act, the same bytes: the scale comes from the first element of
+ * largest magnitude, with its sign; q = min(127, rne(x * -127/max)). */
+static void avx2_quantize_q8_K_act(const float *x, void *vy, int64_t n)
+{
+    struct block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 am = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            am = _mm256_max_ps(am, abs8(_mm256_loadu_ps(x + j)));
+        float amax = hmax8(am);
+        memset(&y[i], 0, sizeof y[i]);
+        if (amax == 0)
+            continue;
+        float max = 0;
+        for (int j = 0; j < QK_K; j += 8) {
+            int m = _mm256_movemask_ps(_mm256_cmp_ps(abs8(_mm256_loadu_ps(x + j)),
+                                                     _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (m) {
+                max = x[j + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        float iscale = -127.f / max;
+        __m256i lim = _mm256_set1_epi8(127);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i q = _mm256_min_epi8(round_pack32(x + j, _mm256_set1_ps(iscale)), lim);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+            /* block sums of 16: s8 -> s16, pairwise madd with 1, then fold */
+            __m256i s16 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)),
+                                            _mm256_set1_epi16(1));
+            __m256i t16 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)),
+                                            _mm256_set1_epi16(1));
+            __m256i h = _mm256_hadd_epi32(s16, t16); /* 4-sums: s0 s1 t0 t1 | s2 s3 t2 t3 */
+            h = _mm256_hadd_epi32(h, h);             /* s01 t01 . . | s23 t23 . . */
+            y[i].bsums[j / 16] = (int16_t)(_mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4));
+            y[i].bsums[j / 16 + 1] = (int16_t)(_mm256_extract_epi32(h, 1) + _mm256_extract_epi32(h, 5));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* exp(x) for |x| <= 88: 2^k * e^r with r = x - k ln2 (ln2 split in two for exactness),
+ * e^r by a degree-6 polynomial on |r| <= ln2/2; relative error ~2 ulp. Larger inputs are
+ * clamped, so exp(-g) of a very negative g gives a huge finite value and silu(g) ~ -0. */
+static inline __m256 exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void avx2_swiglu(float *out, const float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 den = _mm256_add_ps(_mm256_set1_ps(1.0f),
+                                   exp8(_mm256_sub_ps(_mm256_setzero_ps(), g)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, den), _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++)
+        out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 /* ======================================================================== quantizer search */
 
 /*
@@ -692,6 +842,7 @@ void kernels_avx2_fill(struct kernels_table *t)
     t->fit_scale_min = avx2_fit_scale_min;
     t->fit_scale_sym = avx2_fit_scale_sym;
     t->axpy = avx2_axpy;
+    t->wsum = avx2_wsum;
     t->dot_f32[KERNELS_F32] = avx2_dot_f32_f32;
     t->dot_f32[KERNELS_F16] = avx2_dot_f32_f16;
     t->dot_f32[KERNELS_BF16] = avx2_dot_f32_bf16;
@@ -711,6 +862,9 @@ void kernels_avx2_fill(struct kernels_table *t)
     t->dot_q[KERNELS_Q5_K] = avx2_dot_q_q5_K;
     t->dot_q[KERNELS_Q6_K] = avx2_dot_q_q6_K;
     t->f32_to_f16 = avx2_f32_to_f16;
+    t->quantize_q8_0_act = avx2_quantize_q8_0_act;
+    t->quantize_q8_K_act = avx2_quantize_q8_K_act;
+    t->swiglu = avx2_swiglu;
     t->add = avx2_add;
     t->scale = avx2_scale;
 }

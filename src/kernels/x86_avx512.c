@@ -4,11 +4,13 @@
  * up to float summation order.
  *  - Q8_0/Q4_0/Q5_0 x Q8_0: VNNI vpdpbusd (u8 x s8, four products summed into s32, no
  *    saturation) replaces AVX2's maddubs + madd pair; 256-bit registers (VL) because a
- *    block is 32 bytes.
- *  - Q4_K/Q6_K x Q8_K: 512-bit maddubs (two 32-quant chunks per register) followed by VNNI
- *    vpdpwssd, which multiplies the s16 pair sums by the chunk's s16 scale and accumulates
- *    in s32 in one instruction (AVX2 needs madd + add). Q5_K stays on AVX2. A 16-wide FMA version of the
- * F32/F16 dots was tried and measured slower than AVX2 here (frequency), so it was dropped.
+ *    block is 32 bytes. Their tile (tile_q, used for every product of these types) puts
+ *    8 rows in each 512-bit register instead (see its section below).
+ *  - Q4_K/Q6_K x Q8_K: 512-bit VNNI vpdpbusd (two 32-quant chunks per register, four
+ *    u4/u6 x s8 products per s32 lane), vpackssdw of two such sums to s16, then vpdpwssd
+ *    multiplies them by the sub-block scales and accumulates in s32. Q5_K stays on AVX2.
+ *    F16 x F16 tiles are in x86_avx512_f16.c. A 16-wide FMA version of the one-row
+ *    F32/F16 dots was measured slower than AVX2 here (frequency), so it was dropped.
  */
 #if defined(__x86_64__)
 
@@ -41,24 +43,24 @@ static inline __m256i nibbles32(const uint8_t *p)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
 }
 
-/* the 32 signed quants of block i of a 32-block row, and its scale */
-static inline __m256i unpack_32(enum kernels_type t, const void *w, int64_t i, float *d)
+/* the 32 signed quants of block i, and the block's fp16 scale */
+static inline __m256i tile_unpack(enum kernels_type t, const void *w, int64_t i,
+                                  kernels_fp16 *d)
 {
     if (t == KERNELS_Q8_0) {
         const struct block_q8_0 *b = (const struct block_q8_0 *)w + i;
-        *d = fp16(b->d);
+        *d = b->d;
         return _mm256_loadu_si256((const __m256i *)b->qs);
     }
     if (t == KERNELS_Q4_0) {
         const struct block_q4_0 *b = (const struct block_q4_0 *)w + i;
-        *d = fp16(b->d);
+        *d = b->d;
         return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
     }
     const struct block_q5_0 *b = (const struct block_q5_0 *)w + i;
-    *d = fp16(b->d);
+    *d = b->d;
     uint32_t qh;
     memcpy(&qh, b->qh, 4);
-    /* AVX-512BW: a 32-bit mask selects the bytes that get the fifth bit */
     __m256i q = _mm256_or_si256(nibbles32(b->qs),
                                 _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(0x10)));
     return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
@@ -71,13 +73,14 @@ KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, 
     for (int k = 0; k < KERNELS_NX; k++)
         acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 32; i++) {
-        float dw;
+        kernels_fp16 hw;
         if (i % 2 == 0) /* blocks of 18-34 bytes: a line every other block */
             kernels_prefetch((const char *)w + (size_t)i * (t == KERNELS_Q8_0   ? sizeof(struct block_q8_0)
                                                              : t == KERNELS_Q4_0 ? sizeof(struct block_q4_0)
                                                                                  : sizeof(struct block_q5_0)),
                              1);
-        __m256i q = unpack_32(t, w, i, &dw);
+        __m256i q = tile_unpack(t, w, i, &hw);
+        float dw = fp16(hw);
         __m256i aq = _mm256_abs_epi8(q);
 KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
@@ -109,6 +112,122 @@ static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, 
     KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q5_0, w, x, xs, n, out);
 }
 
+/* ------------------------------------------------ register-tiled Q8_0/Q4_0/Q5_0 (prefill) */
+
+/*
+ * tile_q of the 32-quant types: 8 rows x TILE_T tokens, one zmm accumulator per token
+ * holding all 8 rows (two s32 lanes per row). A row-token pair then costs half a dpbusd
+ * and an eighth of a cvt, a vmulps and an fma per block, where a one-row dot pays a whole
+ * cvt, scale broadcast and fma per pair and block (those ports are the limit).
+ *  - weights: the 8 rows' blocks are transposed in 64-bit pieces, W_q = quants 8q..8q+7
+ *    of each row; the activation's piece q is broadcast to all eight 64-bit lanes, and
+ *    dpbusd(Y_q, W_q) over q = 0..3 leaves each row's dot in two adjacent lanes.
+ *  - vpdpbusd wants an unsigned operand: the activations go in as u8 = y + 128 (y ^
+ *    0x80), and every token's sum starts from -128 * (the row's quants summed in the same
+ *    lane pattern), formed once per block for all tokens. Exact in s32 for any byte.
+ *  - the scales: one vcvtph2ps gives the 8 row scales (each twice), one vmulps by the
+ *    token's scale the products for all 8 rows.
+ * Fewer than 8 rows repeat the last row (computed, not stored). Measured (Q8_0, one
+ * thread, 64 tokens, 8960 x 1536 and 1536 x 8960): 8 x 8 as fast as 8 x 4, 8 x 6, 16 x 4
+ * and 16 x 6 within noise, and the fewest copies; the same design with 4 rows per ymm
+ * ran ~25% slower, one ymm accumulator per row-token pair (4 x 4) ~75% slower.
+ */
+#define TILE_T 8
+
+
+/* The shuffles below leave row TILE_ROW[j] in lanes 2j, 2j+1. */
+static const int TILE_ROW[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+
+/* block i of 8 rows: the pieces W[0..3], the start value -128 * (quant sums) of each
+ * token's sums, and the scales */
+KERNELS_INLINE void tile_rows8(enum kernels_type t, const void *const *w, int64_t i,
+                               __m512i *W, __m512i *corr, __m512 *dw)
+{
+    kernels_fp16 h[8];
+    __m512i z[4];
+    for (int r = 0; r < 4; r++) {
+        __m256i lo = tile_unpack(t, w[r], i, &h[r]), hi = tile_unpack(t, w[r + 4], i, &h[r + 4]);
+        z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    /* 128-bit lane L of z[r] holds pieces 2(L%2), 2(L%2)+1 of row r + 4(L/2) */
+    __m512i t0 = _mm512_unpacklo_epi64(z[0], z[1]), t1 = _mm512_unpackhi_epi64(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi64(z[2], z[3]), t3 = _mm512_unpackhi_epi64(z[2], z[3]);
+    W[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    W[1] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    W[2] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+    W[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    __m512i c = _mm512_setzero_si512();
+    for (int q = 0; q < 4; q++)
+        c = _mm512_dpbusd_epi32(c, k128, W[q]);
+    *corr = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+    __m128i hv = _mm_set_epi16((short)h[7], (short)h[6], (short)h[3], (short)h[2],
+                               (short)h[5], (short)h[4], (short)h[1], (short)h[0]);
+    *dw = _mm512_cvtph_ps(_mm256_set_m128i(_mm_unpackhi_epi16(hv, hv),
+                                           _mm_unpacklo_epi16(hv, hv)));
+}
+
+KERNELS_INLINE void tile32_body(enum kernels_type t, const void *const *w, const void *x,
+                                size_t xs, int64_t n, float *y, size_t ys, int nr,
+                                const int nt)
+{
+    __m512 acc[TILE_T];
+    for (int k = 0; k < nt; k++)
+        acc[k] = _mm512_setzero_ps();
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m512i W[4], corr;
+        __m512 dw;
+        tile_rows8(t, w, i, W, &corr, &dw);
+        for (int k = 0; k < nt; k++) {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)xrow(x, xs, k) + i;
+            __m512i s = corr;
+            for (int q = 0; q < 4; q++) {
+                long long v;
+                memcpy(&v, b->qs + 8 * q, 8);
+                s = _mm512_dpbusd_epi32(s, _mm512_xor_si512(_mm512_set1_epi64(v), k128), W[q]);
+            }
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(fp16(b->d))), acc[k]);
+        }
+    }
+    for (int k = 0; k < nt; k++) {
+        _Alignas(64) float v[16];
+        _mm512_store_ps(v, _mm512_add_ps(acc[k], _mm512_movehdup_ps(acc[k])));
+        for (int j = 0; j < 8; j++)
+            if (TILE_ROW[j] < nr)
+                y[(size_t)k * ys + (size_t)TILE_ROW[j]] = v[2 * j];
+    }
+}
+
+/* 1 <= n_r <= 8, 1 <= n_x <= TILE_T; each token count has its own copy (a run-time count
+ * would keep acc[] on the stack) */
+KERNELS_INLINE void tile32(enum kernels_type t, const void *w, size_t ws, int n_r,
+                           const void *x, size_t xs, int n_x, int64_t n, float *y, size_t ys)
+{
+    const void *rows[8];
+    for (int r = 0; r < 8; r++)
+        rows[r] = (const char *)w + (size_t)(r < n_r ? r : n_r - 1) * ws;
+    KERNELS_NX8_SWITCH(n_x, tile32_body, t, rows, x, xs, n, y, ys, n_r);
+}
+_Static_assert(TILE_T == 8, "tile32 switches over 1..8 tokens");
+
+static void avx512_tile_q8_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                             int n_x, int64_t n, float *y, size_t ys)
+{
+    tile32(KERNELS_Q8_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+}
+static void avx512_tile_q4_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                             int n_x, int64_t n, float *y, size_t ys)
+{
+    tile32(KERNELS_Q4_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+}
+static void avx512_tile_q5_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                             int n_x, int64_t n, float *y, size_t ys)
+{
+    tile32(KERNELS_Q5_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+}
+
 /* ======================================================================== K-quants, 512-bit */
 
 /* Q4_K against Q8_K, two sub-blocks per 512-bit register: the low nibbles of a 32-byte
@@ -120,19 +239,27 @@ static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, 
 KERNELS_INLINE void q4k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
                          const int n_x)
 {
-    __m512 acc[KERNELS_NX_MAX]; /* the mins term is subtracted into the same sum */
+    __m512 acc[KERNELS_NX_MAX];
+    __m256 accm[KERNELS_NX_MAX]; /* the mins term, subtracted at the end */
 KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
-        acc[k] = _mm512_setzero_ps();
+        acc[k] = _mm512_setzero_ps(), accm[k] = _mm256_setzero_ps();
+    /* each token's block sums (d * sum of 32 quants) follow its Q8_K row */
+    const size_t trailer = (size_t)(n / QK_K) * sizeof(struct block_q8_K);
     const __m512i m4 = _mm512_set1_epi8(0xF);
-    __m512i idx[4];
-    for (int p = 0; p < 4; p++) /* s16 lanes 0..15 take scale 2p, 16..31 scale 2p+1 */
-        idx[p] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * p)),
-                                    _mm256_set1_epi16((short)(2 * p + 1)), 1);
+    /* After vpackssdw of the dpbusd sums of q[2h] (A) and q[2h+1] (B), 128-bit lane L
+     * holds A's s32 lanes 4L..4L+3 then B's as s16: sub-blocks 4h + L/2 and 4h + 2 + L/2. */
+    __m512i idx[2];
+    for (int h = 0; h < 2; h++) {
+        short e[32];
+        for (int j = 0; j < 32; j++)
+            e[j] = (short)(4 * h + (j / 8) / 2 + ((j % 8) >= 4 ? 2 : 0));
+        idx[h] = _mm512_loadu_si512((const void *)e);
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
         const struct block_q4_K *b = (const struct block_q4_K *)w + i;
         kernels_prefetch(b, 3); /* 144-byte blocks */
-        __m512i q[4], scv[4];
+        __m512i q[4], scv[2];
 KERNELS_UNROLL8
         for (int p = 0; p < 4; p++) {
             __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
@@ -149,32 +276,37 @@ KERNELS_UNROLL8
         uint64_t mn8 = (bb & 0x3f3f3f3fu) |
                        (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((bb >> 2) & 0x30303030u)) << 32;
         __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-KERNELS_UNROLL8
-        for (int p = 0; p < 4; p++)
-            scv[p] = _mm512_permutexvar_epi16(idx[p], sc16);
-        __m128i mn = _mm_cvtsi64_si128((long long)mn8);
-        __m256i mdup = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
-        float d = fp16(b->d), dmin = fp16(b->dmin);
+        scv[0] = _mm512_permutexvar_epi16(idx[0], sc16);
+        scv[1] = _mm512_permutexvar_epi16(idx[1], sc16);
+        __m256 dm8 = _mm256_mul_ps(_mm256_set1_ps(fp16(b->dmin)),
+                                   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                                       _mm_cvtsi64_si128((long long)mn8))));
+        __m512 dv = _mm512_set1_ps(fp16(b->d));
 KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
-            __m512i sumi = _mm512_setzero_si512();
+            __m512i s4[4];
     KERNELS_UNROLL8
-        for (int p = 0; p < 4; p++) {
-                __m512i yv = _mm512_loadu_si512((const void *)(y->qs + 64 * p));
-                sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[p], yv), scv[p]);
-            }
-            __m256i summ = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums),
-                                             mdup);
-            acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(y->d * d), _mm512_cvtepi32_ps(sumi),
-                                     acc[k]);
-            acc[k] = _mm512_fnmadd_ps(_mm512_set1_ps(y->d * dmin),
-                                      _mm512_cvtepi32_ps(_mm512_zextsi256_si512(summ)), acc[k]);
+            for (int p = 0; p < 4; p++)
+                s4[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p],
+                                            _mm512_loadu_si512((const void *)(y->qs + 64 * p)));
+            __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                               _mm512_packs_epi32(s4[0], s4[1]), scv[0]);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(s4[2], s4[3]), scv[1]);
+            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sumi), dv),
+                                     _mm512_set1_ps(y->d), acc[k]);
+            const float *ys = (const float *)(const void *)((const char *)xrow(x, xs, k) +
+                                                            trailer) + 8 * i;
+            accm[k] = _mm256_fmadd_ps(dm8, _mm256_loadu_ps(ys), accm[k]);
         }
     }
 KERNELS_UNROLL8
-    for (int k = 0; k < n_x; k++)
-        out[k] = _mm512_reduce_add_ps(acc[k]);
+    for (int k = 0; k < n_x; k++) {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(accm[k]), _mm256_extractf128_ps(accm[k], 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        out[k] = _mm512_reduce_add_ps(acc[k]) - _mm_cvtss_f32(h);
+    }
 }
 
 /* Q6_K against Q8_K: a 64-byte load of ql holds chunks 4h (low nibbles of bytes 0..31)
@@ -191,17 +323,19 @@ KERNELS_UNROLL8
     const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    __m512i idx[4];
-    for (int c = 0; c < 4; c++) /* s16 lane l of pair c takes scale 4c + l/8 */
-        idx[c] = _mm512_add_epi16(_mm512_set1_epi16((short)(4 * c)),
-                                  _mm512_srli_epi16(_mm512_set_epi16(
-                                      31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18,
-                                      17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
-                                      2, 1, 0), 3));
+    /* After vpackssdw of the dpbusd sums of q[2h] (A) and q[2h+1] (B), 128-bit lane L
+     * holds A's s32 lanes 4L..4L+3 (sub-block 8h + L) then B's (8h + 4 + L) as s16. */
+    __m512i idx[2];
+    for (int h = 0; h < 2; h++) {
+        short e[32];
+        for (int j = 0; j < 32; j++)
+            e[j] = (short)(8 * h + j / 8 + ((j % 8) >= 4 ? 4 : 0));
+        idx[h] = _mm512_loadu_si512((const void *)e);
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
         const struct block_q6_K *b = (const struct block_q6_K *)w + i;
         kernels_prefetch(b, 4); /* 210-byte blocks */
-        __m512i q[4], scv[4];
+        __m512i q[4], scv[2];
 KERNELS_UNROLL8
         for (int h = 0; h < 2; h++) {
             __m512i ql = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
@@ -214,19 +348,20 @@ KERNELS_UNROLL8
         __m128i s8 = _mm_loadu_si128((const __m128i *)b->scales);
         __m256i sc_all = _mm256_cvtepi8_epi16(s8);
         __m512i sc512 = _mm512_castsi256_si512(sc_all);
-KERNELS_UNROLL8
-        for (int c = 0; c < 4; c++)
-            scv[c] = _mm512_permutexvar_epi16(idx[c], sc512);
+        scv[0] = _mm512_permutexvar_epi16(idx[0], sc512);
+        scv[1] = _mm512_permutexvar_epi16(idx[1], sc512);
         float d = fp16(b->d);
 KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
-            __m512i sumi = _mm512_setzero_si512();
+            __m512i s4[4];
     KERNELS_UNROLL8
-        for (int c = 0; c < 4; c++) {
-                __m512i yv = _mm512_loadu_si512((const void *)(y->qs + 64 * c));
-                sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[c], yv), scv[c]);
-            }
+            for (int c = 0; c < 4; c++) /* 4 x 63 x 128 fits s16: the packs never saturate */
+                s4[c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[c],
+                                            _mm512_loadu_si512((const void *)(y->qs + 64 * c)));
+            __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                               _mm512_packs_epi32(s4[0], s4[1]), scv[0]);
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(s4[2], s4[3]), scv[1]);
             __m256i bias = _mm256_madd_epi16(sc_all,
                                              _mm256_loadu_si256((const __m256i *)y->bsums));
             sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(bias, 5)));
@@ -256,10 +391,18 @@ void kernels_avx512_fill(struct kernels_table *t)
     t->dot_q[KERNELS_Q8_0] = avx512_dot_q_q8_0;
     t->dot_q[KERNELS_Q4_0] = avx512_dot_q_q4_0;
     t->dot_q[KERNELS_Q5_0] = avx512_dot_q_q5_0;
+    t->tile_q[KERNELS_Q8_0] = avx512_tile_q8_0;
+    t->tile_q[KERNELS_Q4_0] = avx512_tile_q4_0;
+    t->tile_q[KERNELS_Q5_0] = avx512_tile_q5_0;
+    for (int k = 0; k < 3; k++) {
+        enum kernels_type ty = k == 0 ? KERNELS_Q8_0 : k == 1 ? KERNELS_Q4_0 : KERNELS_Q5_0;
+        t->tile_rows[ty] = 8;
+        t->tile_toks[ty] = TILE_T;
+    }
     t->dot_q[KERNELS_Q4_K] = avx512_dot_q_q4_K;
     t->dot_q[KERNELS_Q6_K] = avx512_dot_q_q6_K;
-    t->dot_q_nx[KERNELS_Q4_K] = KERNELS_NX_MAX;
-    t->dot_q_nx[KERNELS_Q6_K] = KERNELS_NX_MAX;
+    t->dot_q_nx[KERNELS_Q4_K] = 8;
+    t->dot_q_nx[KERNELS_Q6_K] = 8;
 }
 
 #if defined(__clang__)

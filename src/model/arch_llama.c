@@ -38,15 +38,14 @@ static void attend_head(struct forward *f, const struct forward_entry *e, int t,
     for (int j = 0; j < n; j++)
         scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, hd) * scale;
     kernels_softmax(scores, n);
+    if (kt == KERNELS_F32 || kt == KERNELS_F16 || kt == KERNELS_BF16) {
+        kernels_wsum(kt, scores, V, rowb, n, out, hd);
+        return;
+    }
     memset(out, 0, (size_t)hd * sizeof(float));
-    bool direct = kt == KERNELS_F32 || kt == KERNELS_F16 || kt == KERNELS_BF16;
-    for (int j = 0; j < n; j++) {
-        const void *vr = V + (size_t)j * rowb;
-        if (!direct) { /* a quantized cache: dequantize the row first */
-            kernels_dequantize_row(kt, vr, vrow, hd);
-            vr = vrow;
-        }
-        kernels_axpy(direct ? kt : KERNELS_F32, scores[j], vr, out, hd);
+    for (int j = 0; j < n; j++) { /* a quantized cache: dequantize each row first */
+        kernels_dequantize_row(kt, V + (size_t)j * rowb, vrow, hd);
+        kernels_axpy(KERNELS_F32, scores[j], vrow, out, hd);
     }
 }
 

@@ -264,7 +264,7 @@ static void quant_worker(void *ctx, int ith, int nth)
     threadpool_split(t->n_tok, ith, nth, 1, &tb, &te);
     if (tb >= te)
         return;
-    size_t rb = kernels_row_bytes(kernels_act_type(t->w), t->cols);
+    size_t rb = kernels_act_row_bytes(t->w, t->cols);
     int rc = kernels_quantize_act(t->w, t->x + (size_t)tb * (size_t)t->cols, t->cols,
                                   (int)(te - tb), (char *)t->act + (size_t)tb * rb);
     if (rc)

@@ -335,6 +335,41 @@ static void test_quantize_simd_identical(void **state)
     kernels_init(KERNELS_ISA_AUTO);
 }
 
+/* SIMD activation rounding writes the reference's bytes (Q8_0 and Q8_K with its trailer),
+ * on random rows, rows with exact .5 ties after scaling, a zero block, and a negative
+ * extreme that appears twice (the first one sets the sign). */
+static void test_activation_simd_identical(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    enum { COLS = 4 * QK_K };
+    static const enum kernels_type w[] = {KERNELS_Q8_0, KERNELS_Q4_K};
+    float *x = malloc(sizeof(float) * COLS * 3);
+    fill(x, COLS * 3, 3.0f);
+    for (int j = 0; j < QK_K; j++) /* block 1 of token 0: zeros */
+        x[QK_K + j] = 0.0f;
+    for (int j = 0; j < QK_K; j++) /* block 2: halves of 127/amax steps, ties */
+        x[2 * QK_K + j] = (float)((j % 255) - 127) * 0.5f;
+    x[2 * QK_K + 5] = -127.0f, x[2 * QK_K + 9] = 127.0f, x[2 * QK_K + 11] = -127.0f;
+    for (int wi = 0; wi < 2; wi++) {
+        size_t ab = kernels_act_bytes(w[wi], COLS, 3);
+        unsigned char *ref = malloc(ab), *got = malloc(ab);
+        kernels_init(KERNELS_ISA_REF);
+        memset(ref, 0xAA, ab);
+        assert_int_equal(kernels_quantize_act(w[wi], x, COLS, 3, ref), 0);
+        for (int s = 0; s < n_isa; s++) {
+            assert_int_equal(kernels_init(isas[s]), 0);
+            memset(got, 0x55, ab);
+            assert_int_equal(kernels_quantize_act(w[wi], x, COLS, 3, got), 0);
+            assert_memory_equal(ref, got, ab);
+        }
+        free(ref), free(got);
+    }
+    kernels_init(KERNELS_ISA_REF);
+    free(x);
+}
+
 static void test_activation_rounding(void **state)
 {
     (void)state;
@@ -356,8 +391,20 @@ static void test_activation_rounding(void **state)
     for (int j = 0; j < QK_K; j++)
         x[j] = (float)(j % 50) * 0.1f;
     x[77] = -10.0f;
-    struct block_q8_K k;
-    assert_int_equal(kernels_quantize_act(KERNELS_Q4_K, x, QK_K, 1, &k), 0);
+    struct {
+        struct block_q8_K b;
+        float sums[QK_K / 32]; /* the trailer: d * (sum of each 32 quants) */
+    } ka;
+    assert_int_equal(kernels_act_bytes(KERNELS_Q4_K, QK_K, 1), sizeof ka);
+    assert_int_equal(kernels_act_row_bytes(KERNELS_Q6_K, QK_K), sizeof ka);
+    assert_int_equal(kernels_quantize_act(KERNELS_Q4_K, x, QK_K, 1, &ka), 0);
+    const struct block_q8_K k = ka.b;
+    for (int j = 0; j < QK_K / 32; j++) {
+        int s = 0;
+        for (int l = 0; l < 32; l++)
+            s += k.qs[32 * j + l];
+        assert_true(ka.sums[j] == k.d * (float)s);
+    }
     assert_true(k.d == 1.0f / (-127.0f / -10.0f));
     assert_int_equal(k.qs[77], -127);
     for (int g = 0; g < 16; g++) {
@@ -407,7 +454,7 @@ static void check_close(float a, float b, double mag, double tol, const char *wh
                         enum kernels_type t, int cols, int tok, int row)
 {
     double err = fabs((double)a - (double)b);
-    if (err > tol * (mag + 1e-30)) {
+    if (!(err <= tol * (mag + 1e-30))) { /* also a NaN: an output nobody wrote */
         fprintf(stderr, "%s %s cols=%d tok=%d row=%d: %.9g vs %.9g (err %.3g, mag %.3g)\n",
                 what, kernels_type_name(t), cols, tok, row, a, b, err, mag);
         fail();
@@ -434,7 +481,7 @@ static void check_matmul(enum kernels_type t, int rows, int cols, int n_tok,
     kernels_init(KERNELS_ISA_REF);
     assert_int_equal(kernels_quantize_act(t, x, cols, n_tok, act), 0);
     enum kernels_type at = kernels_act_type(t);
-    size_t arb = kernels_row_bytes(at, cols);
+    size_t arb = kernels_act_row_bytes(t, cols); /* a token's row, then any trailer */
     for (int k = 0; k < n_tok; k++)
         kernels_dequantize_row(at, (char *)act + arb * (size_t)k, xa + (size_t)k * cols, cols);
     assert_int_equal(kernels_matmul(&W, x, yf, n_tok, 0, rows), 0);
@@ -510,6 +557,43 @@ static void test_matmul_all_types(void **state)
     }
 }
 
+/* Register-tiled products (tile_q) take rows and tokens in tiles of several of each: every
+ * row count up to past two tiles, including the partial tiles at the end of a product,
+ * against every token count that leaves a token remainder. */
+static void test_matmul_tile_remainders(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0};
+    static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
+    static const int toks[] = {2, 3, 4, 5, 8, 9, 17};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+            for (size_t ki = 0; ki < sizeof toks / sizeof toks[0]; ki++)
+                check_matmul(types[ti], rows[ri], 3 * kernels_block_size(types[ti]), toks[ki],
+                             isas, n_isa);
+}
+
+/* The F16 tile kernel: partial row and token tiles, column tails under 16 (masked loads)
+ * and several column chunks (1031), and (17, 67 rows) more than one 16-row reduction and
+ * more than one call per row block. */
+static void test_matmul_f16_tiles(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[2];
+    int n_isa = simd_isas(isas);
+    static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
+    static const int toks[] = {2, 3, 4, 5, 6, 7, 9, 17};
+    static const int cols[] = {1, 15, 16, 17, 100, 1031};
+    for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+        for (size_t ki = 0; ki < sizeof toks / sizeof toks[0]; ki++)
+            for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++)
+                check_matmul(KERNELS_F16, rows[ri], cols[ci], toks[ki], isas, n_isa);
+    check_matmul(KERNELS_F16, 17, 100, 9, isas, n_isa);
+    check_matmul(KERNELS_F16, 67, 1031, 9, isas, n_isa);
+}
+
 static void test_matmul_row_range_and_errors(void **state)
 {
     (void)state;
@@ -563,6 +647,39 @@ static void test_dispatch(void **state)
 }
 
 /* ======================================================================== vector ops */
+
+/* kernels_wsum of rows of type t (made from x shifted per row) against float64 */
+static void check_wsum(enum kernels_type t, int n, const float *x)
+{
+    static const int nrows[] = {1, 5, 33};
+    size_t rb = kernels_row_bytes(t, n) + 8; /* a stride that is not the row size */
+    for (int ri = 0; ri < 3; ri++) {
+        int nr = nrows[ri];
+        unsigned char *rows = malloc(rb * (size_t)nr);
+        float *a = malloc(sizeof(float) * (size_t)nr), *xr = malloc(4 * (size_t)n);
+        double *e = calloc((size_t)n, sizeof(double)), *mag = calloc((size_t)n, sizeof(double));
+        float *y = malloc(4 * (size_t)n);
+        fill(a, nr, 1.0f);
+        for (int j = 0; j < nr; j++) {
+            float *src = malloc(4 * (size_t)n);
+            for (int i = 0; i < n; i++)
+                src[i] = x[(i + 7 * j) % n] * (1.0f + 0.01f * (float)j);
+            assert_int_equal(kernels_quantize_row(t, src, rows + rb * (size_t)j, n), 0);
+            kernels_dequantize_row(t, rows + rb * (size_t)j, xr, n);
+            for (int i = 0; i < n; i++) {
+                e[i] += (double)a[j] * xr[i];
+                mag[i] += fabs((double)a[j] * xr[i]);
+            }
+            free(src);
+        }
+        for (int i = 0; i < n; i++)
+            y[i] = NAN; /* overwritten, not accumulated */
+        kernels_wsum(t, a, rows, rb, nr, y, n);
+        for (int i = 0; i < n; i++)
+            assert_true(fabs(y[i] - e[i]) <= 1e-6 * (mag[i] + 1e-6));
+        free(rows), free(a), free(xr), free(e), free(mag), free(y);
+    }
+}
 
 static void test_vector_ops(void **state)
 {
@@ -629,6 +746,9 @@ static void test_vector_ops(void **state)
                 }
                 free(row), free(xr);
             }
+            /* wsum: the softmax-weighted sum of 1, 5 or 33 rows (attention's P.V) */
+            for (int ti = 0; ti < 3; ti++)
+                check_wsum(at[ti], n, x);
         }
         free(x), free(w), free(u), free(y), free(z);
     }
@@ -691,7 +811,10 @@ int main(void)
         cmocka_unit_test(test_quantize_roundtrip),
         cmocka_unit_test(test_quantize_simd_identical),
         cmocka_unit_test(test_activation_rounding),
+        cmocka_unit_test(test_activation_simd_identical),
         cmocka_unit_test(test_matmul_all_types),
+        cmocka_unit_test(test_matmul_tile_remainders),
+        cmocka_unit_test(test_matmul_f16_tiles),
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_vector_ops),
