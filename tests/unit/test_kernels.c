@@ -565,14 +565,19 @@ static void test_matmul_tile_remainders(void **state)
     (void)state;
     enum kernels_isa isas[2];
     int n_isa = simd_isas(isas);
-    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0};
+    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0,
+                                              KERNELS_Q4_K};
     static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
     static const int toks[] = {2, 3, 4, 5, 8, 9, 17};
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
             for (size_t ki = 0; ki < sizeof toks / sizeof toks[0]; ki++)
                 check_matmul(types[ti], rows[ri], 3 * kernels_block_size(types[ti]), toks[ki],
                              isas, n_isa);
+        /* one token (decode) goes through the tile kernel too: every partial row tile */
+        for (int r = 1; r <= 13; r++)
+            check_matmul(types[ti], r, 3 * kernels_block_size(types[ti]), 1, isas, n_isa);
+    }
 }
 
 /* The F16 tile kernel: partial row and token tiles, column tails under 16 (masked loads)
