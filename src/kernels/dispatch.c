@@ -239,7 +239,7 @@ static int check_view(const struct kernels_tensor_view *W, int n_tok, int64_t rb
  * stay in L1 while the weight rows come from L2. (Rows outside, groups inside re-read
  * every group's activations from L2 for each row: Q4_K 8960 x 1536 x 64 tokens, one
  * thread, 5.6 -> 4.7 ns per block and token with this order.) Weights stream from memory
- * once. One token (decode) is the plain row loop. */
+ * once. Types with a register tile (run_tile_reg) use the same blocking. */
 #define MM_W_BLOCK (192 * 1024)
 #define MM_X_BLOCK (512 * 1024)
 
@@ -286,10 +286,10 @@ static void run_rows(kernels_dot_fn dot, int nx_max, kernels_tile_fn tile, int t
     int grp = tile ? tt : nx_max;
     int64_t rows_blk = (int64_t)(MM_W_BLOCK / (W->row_bytes ? W->row_bytes : 1));
     int tok_blk = (int)(MM_X_BLOCK / (x_stride ? x_stride : 1)) / grp * grp;
-    if (tile) /* whole tiles: a partial one still computes tile_rows rows */
-        rows_blk = rows_blk / tr * tr;
-    if (rows_blk < (tile ? tr : 1))
-        rows_blk = tile ? tr : 1;
+    int unit = tile ? tr : 1; /* whole tiles: a partial one still computes tile_rows rows */
+    rows_blk = rows_blk / unit * unit;
+    if (rows_blk < unit)
+        rows_blk = unit;
     if (tok_blk < grp)
         tok_blk = grp;
     for (int64_t r0 = rb; r0 < re; r0 += rows_blk) {

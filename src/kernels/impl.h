@@ -24,7 +24,7 @@
 #endif
 
 #define KERNELS_NX 4
-#define KERNELS_NX_MAX 16 /* an ISA may take up to this many tokens per dot_q call */
+#define KERNELS_NX_MAX 8 /* an ISA may take up to this many tokens per dot_q call */
 
 /*
  * Multi-token dot bodies are force-inlined and called through KERNELS_NX_SWITCH with n_x

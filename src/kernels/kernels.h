@@ -129,7 +129,8 @@ void kernels_scale(float *x, float s, int64_t n);
  * sum of V rows in attention. */
 void kernels_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t n);
 /* y = sum_j a[j] * row_j for j < n_rows, row_j = x + j * stride bytes, rows of type t (F32,
- * F16 or BF16), summed in j order (as repeated kernels_axpy from y = 0); y is overwritten.
+ * F16 or BF16; for other types y is left as it is, as kernels_axpy does), summed in j
+ * order (as repeated kernels_axpy from y = 0); y is overwritten.
  * Attention's softmax-weighted sum of V rows: SIMD versions keep a stretch of y in
  * registers across all rows instead of loading and storing it once per row. */
 void kernels_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,

@@ -2,14 +2,13 @@
  * x86_avx512: AVX-512 (F/BW/VL/VNNI) versions of some dots; installed over the AVX2 table,
  * so every kernel not overridden here stays on AVX2. Same signatures and results as ref.c
  * up to float summation order.
- *  - Q8_0/Q4_0/Q5_0 x Q8_0: VNNI vpdpbusd (u8 x s8, four products summed into s32, no
- *    saturation) replaces AVX2's maddubs + madd pair; 256-bit registers (VL) because a
- *    block is 32 bytes. Their tile (tile_q, used for every product of these types) puts
- *    8 rows in each 512-bit register instead (see its section below).
- *  - Q4_K/Q6_K x Q8_K: 512-bit VNNI vpdpbusd (two 32-quant chunks per register, four
- *    u4/u6 x s8 products per s32 lane), vpackssdw of two such sums to s16, then vpdpwssd
- *    multiplies them by the sub-block scales and accumulates in s32 (the one-row dots
- *    Q6_K uses; Q4_K has an 8-row tile like Q8_0's, see its section). Q5_K stays on AVX2.
+ *  - Q8_0/Q4_0/Q5_0 and Q4_K: register tiles (tile_q, used for every product of these
+ *    types, one token too): 8 rows in each 512-bit register, VNNI vpdpbusd (u8 x s8,
+ *    four products summed into s32, no saturation); see their sections below.
+ *  - Q6_K x Q8_K: a one-row dot with 512-bit vpdpbusd (two 32-quant chunks per register,
+ *    four u6 x s8 products per s32 lane), vpackssdw of two such sums to s16, then
+ *    vpdpwssd multiplies them by the sub-block scales and accumulates in s32. Q5_K stays
+ *    on AVX2.
  *    F16 x F16 tiles are in x86_avx512_f16.c. A 16-wide FMA version of the one-row
  *    F32/F16 dots was measured slower than AVX2 here (frequency), so it was dropped.
  */
@@ -67,52 +66,6 @@ static inline __m256i tile_unpack(enum kernels_type t, const void *w, int64_t i,
     return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
 }
 
-KERNELS_INLINE void dot_q_32(enum kernels_type t, const void *w, const void *x, size_t xs,
-                             int64_t n, float *out, const int n_x)
-{
-    __m256 acc[KERNELS_NX];
-    for (int k = 0; k < KERNELS_NX; k++)
-        acc[k] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++) {
-        kernels_fp16 hw;
-        if (i % 2 == 0) /* blocks of 18-34 bytes: a line every other block */
-            kernels_prefetch((const char *)w + (size_t)i * (t == KERNELS_Q8_0   ? sizeof(struct block_q8_0)
-                                                             : t == KERNELS_Q4_0 ? sizeof(struct block_q4_0)
-                                                                                 : sizeof(struct block_q5_0)),
-                             1);
-        __m256i q = tile_unpack(t, w, i, &hw);
-        float dw = fp16(hw);
-        __m256i aq = _mm256_abs_epi8(q);
-KERNELS_UNROLL8
-        for (int k = 0; k < n_x; k++) {
-            const struct block_q8_0 *y = (const struct block_q8_0 *)xrow(x, xs, k) + i;
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->qs), q);
-            __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, sy);
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * fp16(y->d)), _mm256_cvtepi32_ps(s),
-                                     acc[k]);
-        }
-    }
-KERNELS_UNROLL8
-    for (int k = 0; k < n_x; k++)
-        out[k] = _mm512_reduce_add_ps(_mm512_insertf32x8(_mm512_setzero_ps(), acc[k], 0));
-}
-
-static void avx512_dot_q_q8_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
-{
-    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q8_0, w, x, xs, n, out);
-}
-static void avx512_dot_q_q4_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
-{
-    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q4_0, w, x, xs, n, out);
-}
-static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
-{
-    KERNELS_NX_SWITCH(n_x, dot_q_32, KERNELS_Q5_0, w, x, xs, n, out);
-}
-
 /* ------------------------------------------------ register-tiled Q8_0/Q4_0/Q5_0 (prefill) */
 
 /*
@@ -139,6 +92,27 @@ static void avx512_dot_q_q5_0(const void *w, const void *x, size_t xs, int n_x, 
 /* The shuffles below leave row TILE_ROW[j] in lanes 2j, 2j+1. */
 static const int TILE_ROW[8] = {0, 1, 4, 5, 2, 3, 6, 7};
 
+/* z[r]: 32 bytes of row r (low half) and of row r + 4 (high half) -> W[q]: bytes
+ * 8q..8q+7 of row TILE_ROW[j] in 64-bit lane j (128-bit lane L of z[r] holds pieces
+ * 2(L%2), 2(L%2)+1 of row r + 4(L/2)) */
+static inline void tile_transpose8(const __m512i *z, __m512i *W)
+{
+    __m512i t0 = _mm512_unpacklo_epi64(z[0], z[1]), t1 = _mm512_unpackhi_epi64(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi64(z[2], z[3]), t3 = _mm512_unpackhi_epi64(z[2], z[3]);
+    W[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    W[1] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    W[2] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+    W[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+}
+
+/* the 8 row pointers of a tile of n_r rows (1..8): missing rows repeat the last one,
+ * computed but never stored */
+static inline void tile_row_ptrs(const void *w, size_t ws, int n_r, const void **rows)
+{
+    for (int r = 0; r < 8; r++)
+        rows[r] = (const char *)w + (size_t)(r < n_r ? r : n_r - 1) * ws;
+}
+
 /* block i of 8 rows: the pieces W[0..3], the start value -128 * (quant sums) of each
  * token's sums, and the scales */
 KERNELS_INLINE void tile_rows8(enum kernels_type t, const void *const *w, int64_t i,
@@ -150,13 +124,7 @@ KERNELS_INLINE void tile_rows8(enum kernels_type t, const void *const *w, int64_
         __m256i lo = tile_unpack(t, w[r], i, &h[r]), hi = tile_unpack(t, w[r + 4], i, &h[r + 4]);
         z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
-    /* 128-bit lane L of z[r] holds pieces 2(L%2), 2(L%2)+1 of row r + 4(L/2) */
-    __m512i t0 = _mm512_unpacklo_epi64(z[0], z[1]), t1 = _mm512_unpackhi_epi64(z[0], z[1]);
-    __m512i t2 = _mm512_unpacklo_epi64(z[2], z[3]), t3 = _mm512_unpackhi_epi64(z[2], z[3]);
-    W[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
-    W[1] = _mm512_shuffle_i64x2(t1, t3, 0x88);
-    W[2] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
-    W[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+    tile_transpose8(z, W);
     const __m512i k128 = _mm512_set1_epi8((char)0x80);
     __m512i c = _mm512_setzero_si512();
     for (int q = 0; q < 4; q++)
@@ -212,8 +180,7 @@ KERNELS_INLINE void tile32(enum kernels_type t, const void *w, size_t ws, int n_
                            const void *x, size_t xs, int n_x, int64_t n, float *y, size_t ys)
 {
     const void *rows[8];
-    for (int r = 0; r < 8; r++)
-        rows[r] = (const char *)w + (size_t)(r < n_r ? r : n_r - 1) * ws;
+    tile_row_ptrs(w, ws, n_r, rows);
     KERNELS_NX8_SWITCH(n_x, tile32_body, t, rows, x, xs, n, y, ys, n_r);
 }
 _Static_assert(TILE_T == 8, "tile32 switches over 1..8 tokens");
@@ -342,10 +309,8 @@ KERNELS_INLINE void q4kt_quants(const void *const *w, int64_t i, int p, __m512i 
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * p))),
             _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p)), 1);
     }
-    __m512i t0 = _mm512_unpacklo_epi64(z[0], z[1]), t1 = _mm512_unpackhi_epi64(z[0], z[1]);
-    __m512i t2 = _mm512_unpacklo_epi64(z[2], z[3]), t3 = _mm512_unpackhi_epi64(z[2], z[3]);
-    __m512i W[4] = {_mm512_shuffle_i64x2(t0, t2, 0x88), _mm512_shuffle_i64x2(t1, t3, 0x88),
-                    _mm512_shuffle_i64x2(t0, t2, 0xDD), _mm512_shuffle_i64x2(t1, t3, 0xDD)};
+    __m512i W[4];
+    tile_transpose8(z, W);
     const __m512i m4 = _mm512_set1_epi8(0xF);
     for (int q = 0; q < 4; q++) {
         lo[q] = _mm512_and_si512(W[q], m4);
@@ -433,91 +398,11 @@ static void avx512_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, s
                              int n_x, int64_t n, float *y, size_t ys)
 {
     const void *rows[8];
-    for (int r = 0; r < 8; r++)
-        rows[r] = (const char *)w + (size_t)(r < n_r ? r : n_r - 1) * ws;
+    tile_row_ptrs(w, ws, n_r, rows);
     KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, x, xs, n, y, ys, n_r);
 }
 
 /* ======================================================================== K-quants, 512-bit */
-
-/* Q4_K against Q8_K, two sub-blocks per 512-bit register: the low nibbles of a 32-byte
- * group (sub-block 2p) in the low half, the high nibbles (2p+1) in the high half, which
- * is exactly the order of the activation's 64 quants. maddubs gives u4 x s8 pair sums
- * (|.| <= 3840), VNNI vpdpwssd multiplies them by the sub-block scale and accumulates
- * into s32 in one instruction. All integer sums are exact; only the float order
- * differs from ref.c. */
-KERNELS_INLINE void q4k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
-                         const int n_x)
-{
-    __m512 acc[KERNELS_NX_MAX];
-    __m256 accm[KERNELS_NX_MAX]; /* the mins term, subtracted at the end */
-KERNELS_UNROLL8
-    for (int k = 0; k < n_x; k++)
-        acc[k] = _mm512_setzero_ps(), accm[k] = _mm256_setzero_ps();
-    /* each token's block sums (d * sum of 32 quants) follow its Q8_K row */
-    const size_t trailer = (size_t)(n / QK_K) * sizeof(struct block_q8_K);
-    const __m512i m4 = _mm512_set1_epi8(0xF);
-    /* After vpackssdw of the dpbusd sums of q[2h] (A) and q[2h+1] (B), 128-bit lane L
-     * holds A's s32 lanes 4L..4L+3 then B's as s16: sub-blocks 4h + L/2 and 4h + 2 + L/2. */
-    __m512i idx[2];
-    for (int h = 0; h < 2; h++) {
-        short e[32];
-        for (int j = 0; j < 32; j++)
-            e[j] = (short)(4 * h + (j / 8) / 2 + ((j % 8) >= 4 ? 2 : 0));
-        idx[h] = _mm512_loadu_si512((const void *)e);
-    }
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const struct block_q4_K *b = (const struct block_q4_K *)w + i;
-        kernels_prefetch(b, 3); /* 144-byte blocks */
-        __m512i q[4], scv[2];
-KERNELS_UNROLL8
-        for (int p = 0; p < 4; p++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
-            __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw),
-                                           _mm256_srli_epi16(raw, 4), 1);
-            q[p] = _mm512_and_si512(r, m4);
-        }
-        uint32_t a, bb, c;
-        memcpy(&a, b->scales, 4);
-        memcpy(&bb, b->scales + 4, 4);
-        memcpy(&c, b->scales + 8, 4);
-        uint64_t sc8 = (a & 0x3f3f3f3fu) |
-                       (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
-        uint64_t mn8 = (bb & 0x3f3f3f3fu) |
-                       (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((bb >> 2) & 0x30303030u)) << 32;
-        __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        scv[0] = _mm512_permutexvar_epi16(idx[0], sc16);
-        scv[1] = _mm512_permutexvar_epi16(idx[1], sc16);
-        __m256 dm8 = _mm256_mul_ps(_mm256_set1_ps(fp16(b->dmin)),
-                                   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                       _mm_cvtsi64_si128((long long)mn8))));
-        __m512 dv = _mm512_set1_ps(fp16(b->d));
-KERNELS_UNROLL8
-        for (int k = 0; k < n_x; k++) {
-            const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
-            __m512i s4[4];
-    KERNELS_UNROLL8
-            for (int p = 0; p < 4; p++)
-                s4[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p],
-                                            _mm512_loadu_si512((const void *)(y->qs + 64 * p)));
-            __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
-                                               _mm512_packs_epi32(s4[0], s4[1]), scv[0]);
-            sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(s4[2], s4[3]), scv[1]);
-            acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sumi), dv),
-                                     _mm512_set1_ps(y->d), acc[k]);
-            const float *ys = (const float *)(const void *)((const char *)xrow(x, xs, k) +
-                                                            trailer) + 8 * i;
-            accm[k] = _mm256_fmadd_ps(dm8, _mm256_loadu_ps(ys), accm[k]);
-        }
-    }
-KERNELS_UNROLL8
-    for (int k = 0; k < n_x; k++) {
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(accm[k]), _mm256_extractf128_ps(accm[k], 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        out[k] = _mm512_reduce_add_ps(acc[k]) - _mm_cvtss_f32(h);
-    }
-}
 
 /* Q6_K against Q8_K: a 64-byte load of ql holds chunks 4h (low nibbles of bytes 0..31)
  * and 4h+1 (low nibbles of 32..63); their high bits come from the same 32 qh bytes
@@ -584,38 +469,29 @@ KERNELS_UNROLL8
         out[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
-static void avx512_dot_q_q4_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
-{
-    KERNELS_NX8_SWITCH(n_x, q4k_body, w, x, xs, n, out);
-}
-
 static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
     KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out);
 }
 
+static void set_tile(struct kernels_table *t, enum kernels_type ty, kernels_tile_fn f)
+{
+    t->tile_q[ty] = f;
+    t->tile_rows[ty] = 8;
+    t->tile_toks[ty] = TILE_T;
+}
+
+/* The tiles serve every product of their types (one token too), so those types need no
+ * one-row AVX-512 dot; Q6_K keeps one. */
 void kernels_avx512_fill(struct kernels_table *t)
 {
-    t->dot_q[KERNELS_Q8_0] = avx512_dot_q_q8_0;
-    t->dot_q[KERNELS_Q4_0] = avx512_dot_q_q4_0;
-    t->dot_q[KERNELS_Q5_0] = avx512_dot_q_q5_0;
-    t->tile_q[KERNELS_Q8_0] = avx512_tile_q8_0;
-    t->tile_q[KERNELS_Q4_0] = avx512_tile_q4_0;
-    t->tile_q[KERNELS_Q5_0] = avx512_tile_q5_0;
-    for (int k = 0; k < 3; k++) {
-        enum kernels_type ty = k == 0 ? KERNELS_Q8_0 : k == 1 ? KERNELS_Q4_0 : KERNELS_Q5_0;
-        t->tile_rows[ty] = 8;
-        t->tile_toks[ty] = TILE_T;
-    }
-    t->dot_q[KERNELS_Q4_K] = avx512_dot_q_q4_K;
+    set_tile(t, KERNELS_Q8_0, avx512_tile_q8_0);
+    set_tile(t, KERNELS_Q4_0, avx512_tile_q4_0);
+    set_tile(t, KERNELS_Q5_0, avx512_tile_q5_0);
+    set_tile(t, KERNELS_Q4_K, avx512_tile_q4_K);
     t->dot_q[KERNELS_Q6_K] = avx512_dot_q_q6_K;
-    t->dot_q_nx[KERNELS_Q4_K] = 8;
-    t->dot_q_nx[KERNELS_Q6_K] = 8;
-    t->tile_q[KERNELS_Q4_K] = avx512_tile_q4_K;
-    t->tile_rows[KERNELS_Q4_K] = 8;
-    t->tile_toks[KERNELS_Q4_K] = TILE_T;
+    t->dot_q_nx[KERNELS_Q6_K] = KERNELS_NX_MAX;
 }
 
 #if defined(__clang__)

@@ -164,41 +164,14 @@ KERNELS_INLINE void call_body(const void *w, size_t ws, int n_r, const void *x, 
                   y + (size_t)t * ys + (size_t)r0);
 }
 
-static void call_any(const void *w, size_t ws, int n_r, const void *x, size_t xs, int n_x,
-                     int64_t n, float *y, size_t ys)
-{
-    switch (n_x) {
-    case 1: call_body(w, ws, n_r, x, xs, n, y, ys, 1); break;
-    case 2: call_body(w, ws, n_r, x, xs, n, y, ys, 2); break;
-    case 3: call_body(w, ws, n_r, x, xs, n, y, ys, 3); break;
-    case 4: call_body(w, ws, n_r, x, xs, n, y, ys, 4); break;
-    case 5: call_body(w, ws, n_r, x, xs, n, y, ys, 5); break;
-    case 6: call_body(w, ws, n_r, x, xs, n, y, ys, 6); break;
-    case 7: call_body(w, ws, n_r, x, xs, n, y, ys, 7); break;
-    default: call_body(w, ws, n_r, x, xs, n, y, ys, 8); break;
-    }
-}
-
-/* dispatch keeps n_r <= F16_CALL_ROWS and n_x <= F16_TOKS; larger requests are split
- * rather than overrun part[] and xf[] */
+/* dispatch keeps 1 <= n_r <= F16_CALL_ROWS and 1 <= n_x <= F16_TOKS (tile_rows,
+ * tile_toks) and n >= 1; each token count has its own copy of call_body */
 static void avx512_tile_f16(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                             int n_x, int64_t n, float *y, size_t ys)
 {
-    for (int r0 = 0; r0 < n_r; r0 += F16_CALL_ROWS)
-        for (int t0 = 0; t0 < n_x; t0 += F16_TOKS) {
-            int nr = n_r - r0 < F16_CALL_ROWS ? n_r - r0 : F16_CALL_ROWS;
-            int nt = n_x - t0 < F16_TOKS ? n_x - t0 : F16_TOKS;
-            float *yt = y + (size_t)t0 * ys + (size_t)r0;
-            if (n <= 0) { /* nothing to sum (dispatch never asks for this) */
-                for (int t = 0; t < nt; t++)
-                    for (int r = 0; r < nr; r++)
-                        yt[(size_t)t * ys + (size_t)r] = 0;
-                continue;
-            }
-            call_any((const char *)w + (size_t)r0 * ws, ws, nr,
-                     (const char *)x + (size_t)t0 * xs, xs, nt, n, yt, ys);
-        }
+    KERNELS_NX8_SWITCH(n_x, call_body, w, ws, n_r, x, xs, n, y, ys);
 }
+_Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
 
 void kernels_avx512_f16_fill(struct kernels_table *t)
 {
