@@ -39,14 +39,15 @@ int main(int argc, char **argv)
         return 2;
     }
     const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q8_0, KERNELS_F16};
-    const enum kernels_isa isas[] = {KERNELS_ISA_REF, KERNELS_ISA_AVX2, KERNELS_ISA_AVX512};
+    const enum kernels_isa isas[] = {KERNELS_ISA_REF, KERNELS_ISA_AVX2, KERNELS_ISA_AVX512,
+                                     KERNELS_ISA_AMX};
     const int toks[] = {1, 64};
     float *wf = malloc(sizeof(float) * (size_t)cols);
     float *x = malloc(sizeof(float) * (size_t)cols * 64);
     float *y = malloc(sizeof(float) * (size_t)rows * 64);
     for (int i = 0; i < cols * 64; i++)
         x[i] = frand();
-    printf("%-5s %-6s %-5s %4s %10s %10s %10s\n", "type", "isa", "path", "ntok", "ms/prod",
+    printf("%-5s %-10s %-5s %4s %10s %10s %10s\n", "type", "isa", "path", "ntok", "ms/prod",
            "weightGB/s", "GFLOP/s");
     for (int ti = 0; ti < 3; ti++) {
         enum kernels_type t = types[ti];
@@ -60,7 +61,7 @@ int main(int argc, char **argv)
         }
         struct kernels_tensor_view W = {t, w, rows, cols, rb};
         void *act = malloc(kernels_act_bytes(t, cols, 64));
-        for (int ii = 0; ii < 3; ii++) {
+        for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             if (kernels_init(isas[ii]) != 0)
                 continue;
             for (int path = 0; path < 2; path++)
@@ -80,7 +81,7 @@ int main(int argc, char **argv)
                         el = now() - t0;
                     } while (el < 0.4);
                     double per = el / reps * (double)rows / (double)nrows; /* full matrix */
-                    printf("%-5s %-6s %-5s %4d %10.3f %10.2f %10.2f\n", kernels_type_name(t),
+                    printf("%-5s %-10s %-5s %4d %10.3f %10.2f %10.2f\n", kernels_type_name(t),
                            kernels_isa_name(), path ? "f32x" : "qx", nt, per * 1e3,
                            (double)rb * rows / per / 1e9,
                            2.0 * rows * (double)cols * nt / per / 1e9);

@@ -41,6 +41,20 @@ static int cpu_has_avx512(void)
 #endif
 }
 
+/* AMX needs AVX-512 for everything around the tiles, and the OS's permission (asked
+ * once; the answer does not change) */
+static int cpu_has_amx(void)
+{
+#if defined(__x86_64__)
+    static int known = -1;
+    if (known < 0)
+        known = cpu_has_avx512() && kernels_amx_usable();
+    return known;
+#else
+    return 0;
+#endif
+}
+
 int kernels_init(enum kernels_isa force)
 {
     memset(&kernels_tab, 0, sizeof kernels_tab); /* an ISA chosen before leaves nothing */
@@ -49,21 +63,25 @@ int kernels_init(enum kernels_isa force)
     g_ready = 1;
     enum kernels_isa want = force;
     if (want == KERNELS_ISA_AUTO)
-        want = cpu_has_avx512() ? KERNELS_ISA_AVX512
+        want = cpu_has_amx()      ? KERNELS_ISA_AMX
+               : cpu_has_avx512() ? KERNELS_ISA_AVX512
                : cpu_has_avx2() ? KERNELS_ISA_AVX2
                                 : KERNELS_ISA_REF;
     if (want == KERNELS_ISA_REF)
         return 0;
     if ((want == KERNELS_ISA_AVX2 && !cpu_has_avx2()) ||
         (want == KERNELS_ISA_AVX512 && !cpu_has_avx512()) ||
-        (want != KERNELS_ISA_AVX2 && want != KERNELS_ISA_AVX512))
+        (want == KERNELS_ISA_AMX && !cpu_has_amx()) ||
+        (want != KERNELS_ISA_AVX2 && want != KERNELS_ISA_AVX512 && want != KERNELS_ISA_AMX))
         return ERR_UNSUPPORTED;
 #if defined(__x86_64__)
     kernels_avx2_fill(&kernels_tab);
-    if (want == KERNELS_ISA_AVX512) {
+    if (want == KERNELS_ISA_AVX512 || want == KERNELS_ISA_AMX) {
         kernels_avx512_fill(&kernels_tab);
         kernels_avx512_f16_fill(&kernels_tab);
     }
+    if (want == KERNELS_ISA_AMX)
+        kernels_amx_fill(&kernels_tab);
     g_isa = want;
     return 0;
 #else
@@ -81,6 +99,7 @@ const char *kernels_isa_name(void)
     switch (g_isa) {
     case KERNELS_ISA_AVX2: return "avx2";
     case KERNELS_ISA_AVX512: return "avx512";
+    case KERNELS_ISA_AMX: return "avx512-amx";
     default: return "ref";
     }
 }
@@ -330,6 +349,22 @@ int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float
     int tr = kernels_tab.tile_rows[W->type], tt = kernels_tab.tile_toks[W->type];
     if (tr < 1 || tt < 1)
         tile = NULL;
+    kernels_amx_fn amx = kernels_tab.amx_q[W->type];
+    if (amx && tile && n_tok >= kernels_tab.amx_min_tok[W->type] && n_tok >= 16 &&
+        row_end - row_begin >= 16) {
+        /* whole 16 x 16 tiles on the matrix unit, the rest on the (bit-identical) tile */
+        int n16 = n_tok / 16 * 16;
+        int64_t r16 = row_begin + (row_end - row_begin) / 16 * 16;
+        if (amx(W, act, stride, y, n16, row_begin, r16) == 0) {
+            if (r16 < row_end)
+                run_rows(NULL, 0, tile, tr, tt, W, act, stride, y, n16, r16, row_end);
+            if (n16 < n_tok)
+                run_rows(NULL, 0, tile, tr, tt, W, (const char *)act + (size_t)n16 * stride,
+                         stride, y + (size_t)n16 * (size_t)W->rows, n_tok - n16, row_begin,
+                         row_end);
+            return 0;
+        }
+    }
     run_rows(kernels_tab.dot_q[W->type], nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX,
              tile, tr, tt, W, act, stride, y, n_tok, row_begin, row_end);
     return 0;

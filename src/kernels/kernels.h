@@ -47,13 +47,14 @@ enum kernels_isa {
     KERNELS_ISA_REF,      /* scalar reference everywhere */
     KERNELS_ISA_AVX2,     /* AVX2 + FMA + F16C */
     KERNELS_ISA_AVX512,   /* AVX-512 F/BW/VL/VNNI (falls back to AVX2 kernels per op) */
+    KERNELS_ISA_AMX,      /* AVX-512 plus AMX-INT8 tiles for Q8_0/Q4_K prefill (Linux) */
 };
 
 /* Probes the CPU and fills the function table. `force` is AUTO, or an ISA to use; a
  * forced ISA the CPU lacks gives ERR_UNSUPPORTED and leaves the reference selected. */
 int kernels_init(enum kernels_isa force);
 enum kernels_isa kernels_isa(void);
-const char *kernels_isa_name(void); /* "ref", "avx2", "avx512" */
+const char *kernels_isa_name(void); /* "ref", "avx2", "avx512", "avx512-amx" */
 
 /* ---- types ---- */
 

@@ -146,9 +146,33 @@ static inline void tile_store8(__m512 acc, float *y, int nr)
             y[TILE_ROW[j]] = v[2 * j];
 }
 
+/*
+ * The canonical form (canon = 1, installed with the AMX kernels of x86_amx.c): each
+ * row's two s32 lanes are added (exact) into the even lane before the conversion, so a
+ * (row, token) result is fma(float(whole block sum), dw * dx, acc) per block in block
+ * order, which is what the matrix unit computes from its whole-block sums. The two
+ * paths then agree bit for bit and a token's logits do not depend on whether its batch
+ * went through AMX or these tiles. Without AMX the two lanes are kept apart (two
+ * instructions per token and block fewer).
+ */
+static inline __m512i tile_fold(__m512i s)
+{
+    return _mm512_maskz_add_epi32(0x5555, s, _mm512_srli_epi64(s, 32));
+}
+
+/* the canonical form's store: row TILE_ROW[j]'s result is lane 2j alone */
+static inline void tile_store8_even(__m512 acc, float *y, int nr)
+{
+    _Alignas(64) float v[16];
+    _mm512_store_ps(v, acc);
+    for (int j = 0; j < 8; j++)
+        if (TILE_ROW[j] < nr)
+            y[TILE_ROW[j]] = v[2 * j];
+}
+
 KERNELS_INLINE void tile32_body(enum kernels_type t, const void *const *w, const void *x,
                                 size_t xs, int64_t n, float *y, size_t ys, int nr,
-                                const int nt)
+                                const int canon, const int nt)
 {
     __m512 acc[TILE_T];
     for (int k = 0; k < nt; k++)
@@ -166,39 +190,51 @@ KERNELS_INLINE void tile32_body(enum kernels_type t, const void *const *w, const
                 memcpy(&v, b->qs + 8 * q, 8);
                 s = _mm512_dpbusd_epi32(s, _mm512_xor_si512(_mm512_set1_epi64(v), k128), W[q]);
             }
+            if (canon)
+                s = tile_fold(s);
             acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
                                      _mm512_mul_ps(dw, _mm512_set1_ps(fp16(b->d))), acc[k]);
         }
     }
-    for (int k = 0; k < nt; k++)
-        tile_store8(acc[k], y + (size_t)k * ys, nr);
+    for (int k = 0; k < nt; k++) {
+        if (canon)
+            tile_store8_even(acc[k], y + (size_t)k * ys, nr);
+        else
+            tile_store8(acc[k], y + (size_t)k * ys, nr);
+    }
 }
 
 /* 1 <= n_r <= 8, 1 <= n_x <= TILE_T; each token count has its own copy (a run-time count
  * would keep acc[] on the stack) */
 KERNELS_INLINE void tile32(enum kernels_type t, const void *w, size_t ws, int n_r,
-                           const void *x, size_t xs, int n_x, int64_t n, float *y, size_t ys)
+                           const void *x, size_t xs, int n_x, int64_t n, float *y, size_t ys,
+                           const int canon)
 {
     const void *rows[8];
     tile_row_ptrs(w, ws, n_r, rows);
-    KERNELS_NX8_SWITCH(n_x, tile32_body, t, rows, x, xs, n, y, ys, n_r);
+    KERNELS_NX8_SWITCH(n_x, tile32_body, t, rows, x, xs, n, y, ys, n_r, canon);
 }
 _Static_assert(TILE_T == 8, "tile32 switches over 1..8 tokens");
 
 static void avx512_tile_q8_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                              int n_x, int64_t n, float *y, size_t ys)
 {
-    tile32(KERNELS_Q8_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+    tile32(KERNELS_Q8_0, w, ws, n_r, x, xs, n_x, n, y, ys, 0);
+}
+static void avx512c_tile_q8_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                              int n_x, int64_t n, float *y, size_t ys)
+{
+    tile32(KERNELS_Q8_0, w, ws, n_r, x, xs, n_x, n, y, ys, 1);
 }
 static void avx512_tile_q4_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                              int n_x, int64_t n, float *y, size_t ys)
 {
-    tile32(KERNELS_Q4_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+    tile32(KERNELS_Q4_0, w, ws, n_r, x, xs, n_x, n, y, ys, 0);
 }
 static void avx512_tile_q5_0(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                              int n_x, int64_t n, float *y, size_t ys)
 {
-    tile32(KERNELS_Q5_0, w, ws, n_r, x, xs, n_x, n, y, ys);
+    tile32(KERNELS_Q5_0, w, ws, n_r, x, xs, n_x, n, y, ys, 0);
 }
 
 /* ---------------------------------------------------- register-tiled Q4_K (prefill, decode) */
@@ -273,6 +309,9 @@ struct q4kt_block {
     __m512i sc[2]; /* words 0..63 of two tables: scale k of row r at word 8r + k */
     __m512 d;      /* d of the row in both lanes */
     __m512 mw[4];  /* dmin * m_2c in lane 2j, dmin * m_2c+1 in lane 2j + 1 */
+    __m512 dmin;   /* canonical form: dmin of the row in both lanes */
+    __m512i mp[2]; /* canonical form: words (m0, m1), (m2, m3) in lanes 2j, 2j + 1 (mp[0]),
+                    * (m4, m5), (m6, m7) (mp[1]) */
 };
 
 KERNELS_INLINE void q4kt_block_values(const void *const *w, int64_t i, const __m512i *ix,
@@ -290,6 +329,9 @@ KERNELS_INLINE void q4kt_block_values(const void *const *w, int64_t i, const __m
     __m512i dd = _mm512_permutex2var_epi16(h0, ix[8], h1);
     v->d = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
     __m512 dmin = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
+    v->dmin = dmin;
+    for (int h = 0; h < 2; h++)
+        v->mp[h] = _mm512_permutex2var_epi16(mn0, ix[13 + h], mn1);
     for (int c = 0; c < 4; c++) {
         __m512i m = _mm512_maskz_permutex2var_epi16(0x55555555, mn0, ix[9 + c], mn1);
         v->mw[c] = _mm512_mul_ps(_mm512_cvtepi32_ps(m), dmin);
@@ -325,8 +367,26 @@ static inline __m512i q4kt_bcast8(const int8_t *p)
     return _mm512_set1_epi64(v);
 }
 
+/* the canonical form's min sums: words S_0..S_7 (S_j = bsums[2j] + bsums[2j + 1], |S_j|
+ * <= 32 * 128) of a Q8_K block as qword broadcasts: (S0..S3) and (S4..S7) */
+static inline void q4kt_bsum_pairs(const struct block_q8_K *b, __m512i *s)
+{
+    __m256i w = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)b->bsums),
+                                  _mm256_set1_epi16(1));
+    __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    s[0] = _mm512_broadcastq_epi64(p);
+    s[1] = _mm512_broadcastq_epi64(_mm_unpackhi_epi64(p, p));
+}
+
+/*
+ * canon = 1 (installed with the AMX kernels): per block, acc = fma(float(isum), d dx,
+ * acc) and then acc = fnmadd(float(msum), dmin dx, acc), isum the row's whole integer
+ * block sum (its two lanes folded, as in tile32) and msum = sum_j m_j S_j, exact in
+ * s32 (vpdpwssd of the min pairs with the bsum pairs, folded): the arithmetic of
+ * ggml's Q4_K dot and of x86_amx.c, bit for bit.
+ */
 KERNELS_INLINE void q4kt_body(const void *const *w, const void *x, size_t xs, int64_t n,
-                              float *y, size_t ys, int nr, const int nt)
+                              float *y, size_t ys, int nr, const int canon, const int nt)
 {
     __m512 acc[TILE_T];
 KERNELS_UNROLL8
@@ -335,7 +395,7 @@ KERNELS_UNROLL8
     /* each token's sub-block sums (d * sum of 32 quants) follow its Q8_K row */
     const size_t trailer = (size_t)(n / QK_K) * sizeof(struct block_q8_K);
     /* permute indices: 0..7 scale k, 8 d/dmin, 9..12 the min pairs (2c, 2c + 1) */
-    __m512i ix[13];
+    __m512i ix[15];
     const __m512i rw = _mm512_loadu_si512((const void *)Q4KT_ROW_WORD);
     /* the odd lane of each pair takes the next value index */
     const __m512i lane_odd = _mm512_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
@@ -344,6 +404,13 @@ KERNELS_UNROLL8
     ix[8] = _mm512_loadu_si512((const void *)Q4KT_D_WORD);
     for (int c = 0; c < 4; c++)
         ix[9 + c] = _mm512_add_epi16(rw, _mm512_add_epi32(lane_odd, _mm512_set1_epi32(2 * c)));
+    /* min word pairs: both words of a dword index the row; even lanes (0, 1) / (4, 5),
+     * odd lanes (2, 3) / (6, 7) */
+    const __m512i rw2 = _mm512_or_si512(rw, _mm512_slli_epi32(rw, 16));
+    for (int h = 0; h < 2; h++)
+        ix[13 + h] = _mm512_add_epi16(
+            rw2, _mm512_add_epi32(_mm512_set1_epi32(0x10000 + 0x40004 * h),
+                                  _mm512_mullo_epi32(lane_odd, _mm512_set1_epi32(0x20002))));
     for (int64_t i = 0; i < n / QK_K; i++) {
         for (int r = 0; r < 8; r++)
             kernels_prefetch((const struct block_q4_K *)w[r] + i, 3); /* 144-byte blocks */
@@ -375,6 +442,18 @@ KERNELS_UNROLL8
 KERNELS_UNROLL8
         for (int k = 0; k < nt; k++) {
             const struct block_q8_K *b = (const struct block_q8_K *)xrow(x, xs, k) + i;
+            if (canon) {
+                __m512i sp[2];
+                q4kt_bsum_pairs(b, sp);
+                __m512i ms = _mm512_dpwssd_epi32(_mm512_setzero_si512(), bv.mp[0], sp[0]);
+                ms = tile_fold(_mm512_dpwssd_epi32(ms, bv.mp[1], sp[1]));
+                __m512 dx = _mm512_set1_ps(b->d);
+                acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tile_fold(isum[k])),
+                                         _mm512_mul_ps(bv.d, dx), acc[k]);
+                acc[k] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(bv.dmin, dx),
+                                          acc[k]);
+                continue;
+            }
             acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[k]),
                                      _mm512_mul_ps(bv.d, _mm512_set1_ps(b->d)), acc[k]);
             const float *t = (const float *)(const void *)((const char *)xrow(x, xs, k) +
@@ -389,8 +468,12 @@ KERNELS_UNROLL8
         }
     }
 KERNELS_UNROLL8
-    for (int k = 0; k < nt; k++)
-        tile_store8(acc[k], y + (size_t)k * ys, nr);
+    for (int k = 0; k < nt; k++) {
+        if (canon)
+            tile_store8_even(acc[k], y + (size_t)k * ys, nr);
+        else
+            tile_store8(acc[k], y + (size_t)k * ys, nr);
+    }
 }
 
 /* 1 <= n_r <= 8, 1 <= n_x <= TILE_T, n a multiple of QK_K */
@@ -399,7 +482,14 @@ static void avx512_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, s
 {
     const void *rows[8];
     tile_row_ptrs(w, ws, n_r, rows);
-    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, x, xs, n, y, ys, n_r);
+    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, x, xs, n, y, ys, n_r, 0);
+}
+static void avx512c_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                              int n_x, int64_t n, float *y, size_t ys)
+{
+    const void *rows[8];
+    tile_row_ptrs(w, ws, n_r, rows);
+    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, x, xs, n, y, ys, n_r, 1);
 }
 
 /* ======================================================================== K-quants, 512-bit */
@@ -492,6 +582,13 @@ void kernels_avx512_fill(struct kernels_table *t)
     set_tile(t, KERNELS_Q4_K, avx512_tile_q4_K);
     t->dot_q[KERNELS_Q6_K] = avx512_dot_q_q6_K;
     t->dot_q_nx[KERNELS_Q6_K] = KERNELS_NX_MAX;
+}
+
+/* the canonical tiles the AMX kernels agree with (see tile_fold) */
+void kernels_avx512_canon_fill(struct kernels_table *t)
+{
+    set_tile(t, KERNELS_Q8_0, avx512c_tile_q8_0);
+    set_tile(t, KERNELS_Q4_K, avx512c_tile_q4_K);
 }
 
 #if defined(__clang__)

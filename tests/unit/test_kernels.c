@@ -63,6 +63,8 @@ static int simd_isas(enum kernels_isa *out)
         out[n++] = KERNELS_ISA_AVX2;
     if (kernels_init(KERNELS_ISA_AVX512) == 0)
         out[n++] = KERNELS_ISA_AVX512;
+    if (kernels_init(KERNELS_ISA_AMX) == 0)
+        out[n++] = KERNELS_ISA_AMX;
     kernels_init(KERNELS_ISA_REF);
     return n;
 }
@@ -112,7 +114,7 @@ static void test_fp16_conversion(void **state)
     assert_true(kernels_bf16_to_f32(0x3fc0) == 1.5f);
 
     /* the SIMD conversion (F16C) rounds identically, including subnormals and overflow */
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     enum { N = 4099 };
     static float x[N];
@@ -306,7 +308,7 @@ static void test_quantize_simd_identical(void **state)
     enum { N = 256 * 24 };
     static float x[N];
     static uint8_t qr[N], qs[N];
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q5_K, KERNELS_Q6_K};
     for (int round = 0; round < 6; round++) {
@@ -341,7 +343,7 @@ static void test_quantize_simd_identical(void **state)
 static void test_activation_simd_identical(void **state)
 {
     (void)state;
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     enum { COLS = 4 * QK_K };
     static const enum kernels_type w[] = {KERNELS_Q8_0, KERNELS_Q4_K};
@@ -533,7 +535,7 @@ static void check_matmul(enum kernels_type t, int rows, int cols, int n_tok,
 static void test_matmul_all_types(void **state)
 {
     (void)state;
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     fprintf(stderr, "  SIMD ISAs tested against ref: %d\n", n_isa);
     static const int toks[] = {1, 2, 3, 4, 5, 7, 9};
@@ -563,7 +565,7 @@ static void test_matmul_all_types(void **state)
 static void test_matmul_tile_remainders(void **state)
 {
     (void)state;
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0,
                                               KERNELS_Q4_K};
@@ -586,7 +588,7 @@ static void test_matmul_tile_remainders(void **state)
 static void test_matmul_f16_tiles(void **state)
 {
     (void)state;
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
     static const int toks[] = {2, 3, 4, 5, 6, 7, 9, 17};
@@ -597,6 +599,76 @@ static void test_matmul_f16_tiles(void **state)
                 check_matmul(KERNELS_F16, rows[ri], cols[ci], toks[ki], isas, n_isa);
     check_matmul(KERNELS_F16, 17, 100, 9, isas, n_isa);
     check_matmul(KERNELS_F16, 67, 1031, 9, isas, n_isa);
+}
+
+/*
+ * AMX (x86_amx.c) runs whole 16 x 16 tiles and leaves the rows and tokens past the last
+ * whole tile to the canonical AVX-512 tiles. Checks, for Q8_0 and Q4_K: against the
+ * reference within TOL_SUM_ORDER (sizes with partial row and token tiles, and with more
+ * than one row block: the 6144 and 11008 columns make each row block 16 rows), and bit
+ * for bit: every token alone (one token never uses AMX) and every row range of 16 gives
+ * exactly what the whole batch gave, which is what batch invariance needs.
+ */
+static void check_amx_bits(enum kernels_type t, int rows, int cols, int n_tok)
+{
+    struct mat m;
+    mat_make(&m, t, rows, cols);
+    struct kernels_tensor_view W = {t, m.data, rows, cols, kernels_row_bytes(t, cols)};
+    float *x = malloc(sizeof(float) * (size_t)n_tok * cols);
+    fill(x, (int64_t)n_tok * cols, 1.0f);
+    size_t arb = kernels_act_row_bytes(t, cols);
+    void *act = malloc(arb * (size_t)n_tok);
+    float *yb = malloc(sizeof(float) * (size_t)n_tok * rows);
+    float *y1 = malloc(sizeof(float) * (size_t)rows);
+    float *yr = malloc(sizeof(float) * (size_t)n_tok * rows);
+    assert_int_equal(kernels_init(KERNELS_ISA_AMX), 0);
+    assert_int_equal(kernels_quantize_act(t, x, cols, n_tok, act), 0);
+    assert_int_equal(kernels_matmul_q(&W, act, yb, n_tok, 0, rows), 0);
+    for (int k = 0; k < n_tok; k++) {
+        assert_int_equal(kernels_matmul_q(&W, (char *)act + arb * (size_t)k, y1, 1, 0, rows), 0);
+        for (int r = 0; r < rows; r++)
+            if (!(y1[r] == yb[(size_t)k * rows + r])) {
+                fprintf(stderr, "amx %s %dx%d tok %d/%d row %d: alone %.9g, batch %.9g\n",
+                        kernels_type_name(t), rows, cols, k, n_tok, r, y1[r],
+                        yb[(size_t)k * rows + r]);
+                fail();
+            }
+    }
+    for (int r0 = 0; r0 < rows; r0 += 16) { /* row ranges, as the thread pool splits them */
+        int r1 = r0 + 16 < rows ? r0 + 16 : rows;
+        assert_int_equal(kernels_matmul_q(&W, act, yr, n_tok, r0, r1), 0);
+    }
+    assert_memory_equal(yr, yb, sizeof(float) * (size_t)n_tok * rows);
+    kernels_init(KERNELS_ISA_REF);
+    free(x), free(act), free(yb), free(y1), free(yr);
+    mat_free(&m);
+}
+
+static void test_matmul_amx(void **state)
+{
+    (void)state;
+    if (kernels_init(KERNELS_ISA_AMX) != 0) {
+        kernels_init(KERNELS_ISA_REF);
+        fprintf(stderr, "  no AMX-INT8 on this CPU (or the OS refused it): AMX not tested\n");
+        skip();
+    }
+    enum kernels_isa amx[1] = {KERNELS_ISA_AMX};
+    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_K};
+    static const int rows[] = {16, 32, 45};
+    static const int toks[] = {16, 17, 31, 32, 53};
+    for (size_t ti = 0; ti < 2; ti++) {
+        enum kernels_type t = types[ti];
+        int qk = kernels_block_size(t);
+        for (size_t ri = 0; ri < 3; ri++)
+            for (size_t ki = 0; ki < 5; ki++) {
+                int cols = qk * (int)(1 + (ri + ki) % 3 * 3); /* 1, 4 and 7 blocks */
+                check_matmul(t, rows[ri], cols, toks[ki], amx, 1);
+                check_amx_bits(t, rows[ri], cols, toks[ki]);
+            }
+        int big = t == KERNELS_Q8_0 ? 6144 : 11008;
+        check_matmul(t, 40, big, 33, amx, 1);
+        check_amx_bits(t, 40, big, 33);
+    }
 }
 
 static void test_matmul_row_range_and_errors(void **state)
@@ -689,7 +761,7 @@ static void check_wsum(enum kernels_type t, int n, const float *x)
 static void test_vector_ops(void **state)
 {
     (void)state;
-    enum kernels_isa isas[2];
+    enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const int sizes[] = {1, 3, 8, 15, 17, 64, 1000, 4097};
     for (int si = 0; si < 8; si++) {
@@ -820,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_tile_remainders),
         cmocka_unit_test(test_matmul_f16_tiles),
+        cmocka_unit_test(test_matmul_amx),
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_vector_ops),

@@ -1,0 +1,437 @@
+/*
+ * x86_amx: matrix products on Intel AMX (Sapphire Rapids and later: AMX-TILE, AMX-INT8)
+ * for the prefill of Q8_0 and Q4_K weights; installed over the AVX-512 table.
+ *
+ * One TDPBSSD/TDPBUSD multiplies a 16 x 64-byte tile of weights (16 rows) by a 16 x
+ * 64-byte tile of activations in the "VNNI" layout (dword t of row kk holds quants
+ * 4kk..4kk+3 of token t) into 16 x 16 s32 sums, 16,384 products in a few nanoseconds,
+ * 30-50 times what vpdpbusd does per instruction. Everything else is AVX-512 work on those
+ * sums, so the design keeps it small:
+ *  - Q8_0: the weight tile is loaded straight from the GGUF blocks (row stride = the row's
+ *    bytes, 32 quants at offset 2 of each 34-byte block), K = 32 (one block per product,
+ *    since each block has its own scale). Per block and row: one cvt, one vmulps of the
+ *    row's scale by the 16 tokens' scales and one fma into the row's accumulator, which
+ *    holds 16 tokens.
+ *  - Q4_K: per 16-row panel the quants are packed once per call as w = q * sc (the
+ *    6-bit sub-block scale applied, <= 945) split into a low byte and a high byte tile, so
+ *    the whole block's integer sum sum_j sc_j sum_k q_k x_k = C_lo + 256 C_hi comes out of
+ *    8 products over K = 256 with no per-sub-block work; the mins term sum_j m_j S_j
+ *    (S_j: the activation's sums of 32 quants, from the Q8_K bsums) is 4 vpdpwssd per row
+ *    and block on the 16 tokens.
+ * The activations are packed once per call per 16 tokens (all blocks), then each 16-row
+ * panel meets each 16-token group. Loop order as in dispatch.c's run_rows: a block of
+ * rows (L2-sized) outside, the token groups inside, so weights stream from memory once
+ * and a group's packed activations stay in L2 across the block's panels.
+ *
+ * Bit-identical with the canonical AVX-512 tiles (x86_avx512.c, tile_fold): per block,
+ * acc = fma(float(isum), d_w * d_x, acc) (and for Q4_K then acc = fnmadd(float(msum),
+ * dmin * d_x, acc)), in block order, from exact integer sums. dispatch.c runs whole
+ * 16 x 16 tiles here and the remaining rows and tokens on those tiles, so a token's
+ * result does not depend on its batch (test_kernels checks the bits).
+ *
+ * Threading: tile state is per thread; each call loads its tile configuration and
+ * releases it. Packing scratch is per thread (grow-only, freed when the thread exits).
+ * Linux only runs AMX code after the process asked for the tile data state
+ * (arch_prctl ARCH_REQ_XCOMP_PERM): kernels_amx_usable() does that once.
+ */
+#if defined(__x86_64__) && defined(__linux__)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,amx-tile,amx-int8"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,amx-tile,amx-int8")
+#endif
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kernels/impl.h"
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+int kernels_amx_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    if (!(d & (1u << 24)) || !(d & (1u << 25))) /* AMX-TILE, AMX-INT8 */
+        return 0;
+    /* the kernel keeps AMX off for a process until it asks (Linux 5.16+) */
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+/* ------------------------------------------------------------------ scratch, config */
+
+static pthread_key_t g_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static __thread void *t_buf;
+static __thread size_t t_cap;
+
+static void scratch_free(void *p)
+{
+    free(p);
+}
+
+static void make_key(void)
+{
+    if (pthread_key_create(&g_key, scratch_free) != 0)
+        abort(); /* only when the process is out of keys: our bug */
+}
+
+/* this thread's scratch of at least `need` bytes, 64-aligned; NULL when out of memory
+ * (the caller then runs the AVX-512 tiles, which give the same bits) */
+static void *scratch(size_t need)
+{
+    pthread_once(&g_once, make_key);
+    if (need <= t_cap)
+        return t_buf;
+    size_t cap = (need + need / 4 + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(64, cap);
+    if (!p)
+        return NULL;
+    free(t_buf);
+    t_buf = p;
+    t_cap = cap;
+    pthread_setspecific(g_key, p);
+    return p;
+}
+
+struct amx_cfg {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* tiles 0..3: 16 x 16 s32 sums; 4, 5: weights (16 rows x a_colsb); 6, 7: activations
+ * (b_rows x 64 bytes) */
+static void amx_config(int a_colsb, int b_rows)
+{
+    _Alignas(64) struct amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = (uint8_t)(t >= 6 ? b_rows : 16);
+        cfg.colsb[t] = (uint16_t)(t == 4 || t == 5 ? a_colsb : 64);
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* rows per block of rows: about `bytes` of weights, a multiple of 16, at least 16 */
+static int64_t rows_per_block(size_t row_bytes, size_t bytes)
+{
+    int64_t r = (int64_t)(bytes / (row_bytes ? row_bytes : 1)) / 16 * 16;
+    return r < 16 ? 16 : r;
+}
+
+/* acc[r] holds tokens 0..15 of row r: y[t * ys + r] = acc[r][t] */
+static void store_transposed(const __m512 *acc, float *y, size_t ys)
+{
+    _Alignas(64) float e[16][16];
+    for (int r = 0; r < 16; r++)
+        _mm512_store_ps(e[r], acc[r]);
+    for (int t = 0; t < 16; t++) {
+        __m512 v = _mm512_i32gather_ps(
+            _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208,
+                              224, 240),
+            &e[0][t], 4);
+        _mm512_storeu_ps(y + (size_t)t * ys, v);
+    }
+}
+
+/* ------------------------------------------------------------------------- Q8_0 */
+
+#define Q8_B_BYTES 512 /* one block of 16 tokens: 8 rows of 16 dwords */
+
+/* activations of tokens g*16..g*16+15 into B tiles (per block i: 512 bytes) and their
+ * scales dx[i][16] */
+static void q8_pack_group(const void *act, size_t xs, int64_t nb, uint8_t *bq, float *dx)
+{
+    for (int t = 0; t < 16; t++) {
+        const struct block_q8_0 *b = (const struct block_q8_0 *)(const void *)
+                                         ((const char *)act + (size_t)t * xs);
+        for (int64_t i = 0; i < nb; i++) {
+            uint32_t *dst = (uint32_t *)(void *)(bq + (size_t)i * Q8_B_BYTES) + t;
+            for (int kk = 0; kk < 8; kk++)
+                memcpy(dst + 16 * kk, b[i].qs + 4 * kk, 4);
+            dx[i * 16 + t] = _cvtsh_ss(b[i].d);
+        }
+    }
+}
+
+KERNELS_INLINE void q8_post(const int32_t *c, const float *dw, __m512 dxv, __m512 *acc)
+{
+    for (int r = 0; r < 16; r++)
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c + 16 * r))),
+                                 _mm512_mul_ps(_mm512_set1_ps(dw[r]), dxv), acc[r]);
+}
+
+/* one 16-row panel (quants at a, row stride rs) x one 16-token group */
+static void q8_panel(const char *a, size_t rs, int64_t nb, const uint8_t *bq, const float *dx,
+                     const float *dw, float *y, size_t ys)
+{
+    _Alignas(64) int32_t c0[256], c1[256];
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++)
+        acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) { /* two blocks in flight: the unit works while we post */
+        _tile_loadd(4, a + (size_t)i * 34, rs);
+        _tile_loadd(6, bq + (size_t)i * Q8_B_BYTES, 64);
+        _tile_zero(0);
+        _tile_dpbssd(0, 4, 6);
+        _tile_loadd(5, a + (size_t)(i + 1) * 34, rs);
+        _tile_loadd(7, bq + (size_t)(i + 1) * Q8_B_BYTES, 64);
+        _tile_zero(1);
+        _tile_dpbssd(1, 5, 7);
+        _tile_stored(0, c0, 64);
+        _tile_stored(1, c1, 64);
+        q8_post(c0, dw + i * 16, _mm512_load_ps(dx + i * 16), acc);
+        q8_post(c1, dw + (i + 1) * 16, _mm512_load_ps(dx + (i + 1) * 16), acc);
+    }
+    if (i < nb) {
+        _tile_loadd(4, a + (size_t)i * 34, rs);
+        _tile_loadd(6, bq + (size_t)i * Q8_B_BYTES, 64);
+        _tile_zero(0);
+        _tile_dpbssd(0, 4, 6);
+        _tile_stored(0, c0, 64);
+        q8_post(c0, dw + i * 16, _mm512_load_ps(dx + i * 16), acc);
+    }
+    store_transposed(acc, y, ys);
+}
+
+static int amx_q8_0(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                    int n_tok, int64_t rb, int64_t re)
+{
+    const int64_t nb = W->cols / QK8_0;
+    const int G = n_tok / 16;
+    const int64_t rblk = rows_per_block(W->row_bytes, 192 * 1024);
+    size_t b_bytes = (size_t)G * (size_t)nb * Q8_B_BYTES;
+    size_t dx_bytes = (size_t)G * (size_t)nb * 16 * sizeof(float);
+    size_t dw_bytes = (size_t)rblk * (size_t)nb * sizeof(float);
+    uint8_t *s = scratch(b_bytes + dx_bytes + dw_bytes);
+    if (!s)
+        return -1;
+    uint8_t *bq = s;
+    float *dx = (float *)(void *)(s + b_bytes), *dw = (float *)(void *)(s + b_bytes + dx_bytes);
+    for (int g = 0; g < G; g++)
+        q8_pack_group((const char *)act + (size_t)g * 16 * xs, xs, nb,
+                      bq + (size_t)g * (size_t)nb * Q8_B_BYTES, dx + (size_t)g * (size_t)nb * 16);
+    amx_config(32, 8);
+    for (int64_t r0 = rb; r0 < re; r0 += rblk) {
+        int64_t r1 = r0 + rblk < re ? r0 + rblk : re;
+        /* the block's row scales, per panel [block][16 rows] */
+        for (int64_t r = r0; r < r1; r++) {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)(const void *)
+                                             ((const char *)W->data + (size_t)r * W->row_bytes);
+            float *d = dw + ((r - r0) / 16) * nb * 16 + (r - r0) % 16;
+            for (int64_t i = 0; i < nb; i++)
+                d[i * 16] = _cvtsh_ss(b[i].d);
+        }
+        for (int g = 0; g < G; g++)
+            for (int64_t p = r0; p < r1; p += 16)
+                q8_panel((const char *)W->data + (size_t)p * W->row_bytes + 2, W->row_bytes, nb,
+                         bq + (size_t)g * (size_t)nb * Q8_B_BYTES,
+                         dx + (size_t)g * (size_t)nb * 16, dw + ((p - r0) / 16) * nb * 16,
+                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows);
+    }
+    _tile_release();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- Q4_K */
+
+/* per block of a 16-token group: B tiles of the 4 K-chunks of 64 quants (1 KiB each),
+ * the tokens' d, and the bsum word pairs (S_2c, S_2c+1) for c = 0..3 */
+struct q4_bgrp {
+    uint8_t bq[4][1024];
+    float dx[16];
+    uint32_t sp[4][16];
+};
+/* per block of a 16-row panel: the low and high byte tiles of q * sc per K-chunk, d,
+ * dmin and the min word pairs (m_2c, m_2c+1) of each row */
+struct q4_apan {
+    uint8_t lo[4][1024];
+    uint8_t hi[4][1024];
+    float d[16];
+    float dm[16];
+    uint32_t mp[16][4];
+};
+
+static void q4_pack_group(const void *act, size_t xs, int64_t nb, struct q4_bgrp *bg)
+{
+    for (int t = 0; t < 16; t++) {
+        const struct block_q8_K *b = (const struct block_q8_K *)(const void *)
+                                         ((const char *)act + (size_t)t * xs);
+        for (int64_t i = 0; i < nb; i++) {
+            struct q4_bgrp *o = bg + i;
+            for (int c = 0; c < 4; c++) {
+                uint32_t *dst = (uint32_t *)(void *)o->bq[c] + t;
+                for (int kk = 0; kk < 16; kk++)
+                    memcpy(dst + 16 * kk, b[i].qs + 64 * c + 4 * kk, 4);
+                int s0 = b[i].bsums[4 * c] + b[i].bsums[4 * c + 1];
+                int s1 = b[i].bsums[4 * c + 2] + b[i].bsums[4 * c + 3];
+                o->sp[c][t] = (uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16;
+            }
+            o->dx[t] = b[i].d;
+        }
+    }
+}
+
+/* block i of 16 rows (row r at w + r * rs) into the panel layout */
+static void q4_pack_panel(const char *w, size_t rs, int64_t i, struct q4_apan *o)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m512i lo8 = _mm512_set1_epi16(0xFF);
+    for (int r = 0; r < 16; r++) {
+        const struct block_q4_K *b = (const struct block_q4_K *)(const void *)(w + (size_t)r * rs) + i;
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++)
+            q4k_scale_min(j, b->scales, &sc[j], &m[j]);
+        o->d[r] = _cvtsh_ss(b->d);
+        o->dm[r] = _cvtsh_ss(b->dmin);
+        for (int c = 0; c < 4; c++) {
+            o->mp[r][c] = (uint32_t)m[2 * c] | (uint32_t)m[2 * c + 1] << 16;
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(b->qs + 32 * c));
+            __m512i qa = _mm512_cvtepu8_epi16(_mm256_and_si256(raw, m4));
+            __m512i qb = _mm512_cvtepu8_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+            __m512i wa = _mm512_mullo_epi16(qa, _mm512_set1_epi16(sc[2 * c]));
+            __m512i wb = _mm512_mullo_epi16(qb, _mm512_set1_epi16(sc[2 * c + 1]));
+            uint8_t *l = o->lo[c] + 64 * r, *h = o->hi[c] + 64 * r;
+            _mm256_storeu_si256((__m256i *)(void *)l, _mm512_cvtepi16_epi8(_mm512_and_si512(wa, lo8)));
+            _mm256_storeu_si256((__m256i *)(void *)(l + 32),
+                                _mm512_cvtepi16_epi8(_mm512_and_si512(wb, lo8)));
+            _mm256_storeu_si256((__m256i *)(void *)h, _mm512_cvtepi16_epi8(_mm512_srli_epi16(wa, 8)));
+            _mm256_storeu_si256((__m256i *)(void *)(h + 32),
+                                _mm512_cvtepi16_epi8(_mm512_srli_epi16(wb, 8)));
+        }
+    }
+}
+
+KERNELS_INLINE void q4_post(const int32_t *clo, const int32_t *chi, const struct q4_apan *a,
+                            const struct q4_bgrp *b, __m512 *acc)
+{
+    __m512 dxv = _mm512_load_ps(b->dx);
+    __m512i sp[4];
+    for (int c = 0; c < 4; c++)
+        sp[c] = _mm512_load_si512((const void *)b->sp[c]);
+    for (int r = 0; r < 16; r++) {
+        __m512i is = _mm512_add_epi32(_mm512_load_si512((const void *)(clo + 16 * r)),
+                                      _mm512_slli_epi32(_mm512_load_si512((const void *)(chi + 16 * r)), 8));
+        __m512i ms = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++)
+            ms = _mm512_dpwssd_epi32(ms, sp[c], _mm512_set1_epi32((int)a->mp[r][c]));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(_mm512_set1_ps(a->d[r]), dxv),
+                                 acc[r]);
+        acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms),
+                                  _mm512_mul_ps(_mm512_set1_ps(a->dm[r]), dxv), acc[r]);
+    }
+}
+
+/* block products into sums tiles lo, hi (constants: the tile macros take numbers) */
+#define Q4_BLOCK(LO, HI, A, B)                                                             \
+    do {                                                                                   \
+        _tile_zero(LO);                                                                    \
+        _tile_zero(HI);                                                                    \
+        for (int c = 0; c < 4; c++) {                                                      \
+            _tile_loadd(6, (B)->bq[c], 64);                                                \
+            _tile_loadd(4, (A)->lo[c], 64);                                                \
+            _tile_loadd(5, (A)->hi[c], 64);                                                \
+            _tile_dpbusd(LO, 4, 6);                                                        \
+            _tile_dpbusd(HI, 5, 6);                                                        \
+        }                                                                                  \
+    } while (0)
+
+static void q4_panel(const struct q4_apan *a, const struct q4_bgrp *b, int64_t nb, float *y,
+                     size_t ys)
+{
+    _Alignas(64) int32_t cs[4][256];
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++)
+        acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        Q4_BLOCK(0, 1, a + i, b + i);
+        Q4_BLOCK(2, 3, a + i + 1, b + i + 1);
+        _tile_stored(0, cs[0], 64);
+        _tile_stored(1, cs[1], 64);
+        _tile_stored(2, cs[2], 64);
+        _tile_stored(3, cs[3], 64);
+        q4_post(cs[0], cs[1], a + i, b + i, acc);
+        q4_post(cs[2], cs[3], a + i + 1, b + i + 1, acc);
+    }
+    if (i < nb) {
+        Q4_BLOCK(0, 1, a + i, b + i);
+        _tile_stored(0, cs[0], 64);
+        _tile_stored(1, cs[1], 64);
+        q4_post(cs[0], cs[1], a + i, b + i, acc);
+    }
+    store_transposed(acc, y, ys);
+}
+
+static int amx_q4_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                    int n_tok, int64_t rb, int64_t re)
+{
+    const int64_t nb = W->cols / QK_K;
+    const int G = n_tok / 16;
+    /* packed weights take 8.6 KiB per 144-byte block of 16 rows: a smaller row block */
+    const int64_t rblk = rows_per_block(W->row_bytes, 96 * 1024);
+    size_t b_bytes = (size_t)G * (size_t)nb * sizeof(struct q4_bgrp);
+    size_t a_bytes = (size_t)(rblk / 16) * (size_t)nb * sizeof(struct q4_apan);
+    uint8_t *s = scratch(b_bytes + a_bytes);
+    if (!s)
+        return -1;
+    struct q4_bgrp *bg = (struct q4_bgrp *)(void *)s;
+    struct q4_apan *ap = (struct q4_apan *)(void *)(s + b_bytes);
+    for (int g = 0; g < G; g++)
+        q4_pack_group((const char *)act + (size_t)g * 16 * xs, xs, nb, bg + (size_t)g * (size_t)nb);
+    amx_config(64, 16);
+    for (int64_t r0 = rb; r0 < re; r0 += rblk) {
+        int64_t r1 = r0 + rblk < re ? r0 + rblk : re;
+        for (int64_t p = r0; p < r1; p += 16)
+            for (int64_t i = 0; i < nb; i++)
+                q4_pack_panel((const char *)W->data + (size_t)p * W->row_bytes, W->row_bytes, i,
+                              ap + ((p - r0) / 16) * nb + i);
+        for (int g = 0; g < G; g++)
+            for (int64_t p = r0; p < r1; p += 16)
+                q4_panel(ap + ((p - r0) / 16) * nb, bg + (size_t)g * (size_t)nb, nb,
+                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows);
+    }
+    _tile_release();
+    return 0;
+}
+
+void kernels_amx_fill(struct kernels_table *t)
+{
+    kernels_avx512_canon_fill(t);
+    t->amx_q[KERNELS_Q8_0] = amx_q8_0;
+    t->amx_min_tok[KERNELS_Q8_0] = 16;
+    t->amx_q[KERNELS_Q4_K] = amx_q4_K;
+    t->amx_min_tok[KERNELS_Q4_K] = 16;
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else
+#include "kernels/impl.h"
+int kernels_amx_usable(void)
+{
+    return 0;
+}
+void kernels_amx_fill(struct kernels_table *t)
+{
+    (void)t;
+}
+#endif
