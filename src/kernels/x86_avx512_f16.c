@@ -173,8 +173,53 @@ static void avx512_tile_f16(const void *w, size_t ws, int n_r, const void *x, si
 }
 _Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
 
+/*
+ * Attention's weighted sum of V rows (kernels_wsum) for F16 and F32 rows: 128 columns
+ * (a whole head) in 8 zmm accumulators, so each row is read and widened in one pass
+ * (AVX2 holds 64 and walks the rows twice for a 128-wide head). Every element gets
+ * acc = fma(a_j, x_j, acc) from 0 in row order, as in the AVX2 kernel, so the bits are
+ * the same; columns past the last 128 and BF16 rows go to that kernel.
+ */
+static void (*g_wsum_next)(enum kernels_type t, const float *a, const void *x, size_t stride,
+                           int n_rows, float *y, int64_t n);
+
+static inline __m512 wsum_load16(enum kernels_type t, const void *row, int64_t c)
+{
+    if (t == KERNELS_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)
+                                                  ((const kernels_fp16 *)row + c)));
+    return _mm512_loadu_ps((const float *)row + c);
+}
+
+static void avx512_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,
+                        int n_rows, float *y, int64_t n)
+{
+    int64_t c = 0;
+    if (t == KERNELS_F16 || t == KERNELS_F32) {
+        for (; c + 128 <= n; c += 128) {
+            __m512 acc[8];
+            for (int k = 0; k < 8; k++)
+                acc[k] = _mm512_setzero_ps();
+            for (int j = 0; j < n_rows; j++) {
+                const void *row = (const char *)x + (size_t)j * stride;
+                __m512 av = _mm512_set1_ps(a[j]);
+                for (int k = 0; k < 8; k++)
+                    acc[k] = _mm512_fmadd_ps(av, wsum_load16(t, row, c + 16 * k), acc[k]);
+            }
+            for (int k = 0; k < 8; k++)
+                _mm512_storeu_ps(y + c + 16 * k, acc[k]);
+        }
+    }
+    if (c < n) {
+        size_t eb = t == KERNELS_F32 ? 4 : 2; /* F16 and BF16: 2 bytes */
+        g_wsum_next(t, a, (const char *)x + (size_t)c * eb, stride, n_rows, y + c, n - c);
+    }
+}
+
 void kernels_avx512_f16_fill(struct kernels_table *t)
 {
+    g_wsum_next = t->wsum;
+    t->wsum = avx512_wsum;
     t->tile_q[KERNELS_F16] = avx512_tile_f16;
     t->tile_rows[KERNELS_F16] = F16_CALL_ROWS;
     t->tile_toks[KERNELS_F16] = F16_TOKS;

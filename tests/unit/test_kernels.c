@@ -763,8 +763,9 @@ static void test_vector_ops(void **state)
     (void)state;
     enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
-    static const int sizes[] = {1, 3, 8, 15, 17, 64, 1000, 4097};
-    for (int si = 0; si < 8; si++) {
+    /* 128 and 300: the AVX-512 wsum's whole-head chunks, with and without a tail */
+    static const int sizes[] = {1, 3, 8, 15, 17, 64, 128, 300, 1000, 4097};
+    for (int si = 0; si < 10; si++) {
         int n = sizes[si];
         float *x = malloc(4 * (size_t)n), *w = malloc(4 * (size_t)n), *u = malloc(4 * (size_t)n);
         float *y = malloc(4 * (size_t)n), *z = malloc(4 * (size_t)n);
