@@ -350,23 +350,25 @@ int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float
     if (tr < 1 || tt < 1)
         tile = NULL;
     kernels_amx_fn amx = kernels_tab.amx_q[W->type];
-    if (amx && tile && n_tok >= kernels_tab.amx_min_tok[W->type] && n_tok >= 16 &&
+    kernels_dot_fn dot = kernels_tab.dot_q[W->type];
+    nx = nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX;
+    if (amx && n_tok >= kernels_tab.amx_min_tok[W->type] && n_tok >= 16 &&
         row_end - row_begin >= 16) {
-        /* whole 16 x 16 tiles on the matrix unit, the rest on the (bit-identical) tile */
+        /* whole 16 x 16 tiles on the matrix unit, the rest on the (bit-identical) tile
+         * or dot */
         int n16 = n_tok / 16 * 16;
         int64_t r16 = row_begin + (row_end - row_begin) / 16 * 16;
         if (amx(W, act, stride, y, n16, row_begin, r16) == 0) {
             if (r16 < row_end)
-                run_rows(NULL, 0, tile, tr, tt, W, act, stride, y, n16, r16, row_end);
+                run_rows(dot, nx, tile, tr, tt, W, act, stride, y, n16, r16, row_end);
             if (n16 < n_tok)
-                run_rows(NULL, 0, tile, tr, tt, W, (const char *)act + (size_t)n16 * stride,
+                run_rows(dot, nx, tile, tr, tt, W, (const char *)act + (size_t)n16 * stride,
                          stride, y + (size_t)n16 * (size_t)W->rows, n_tok - n16, row_begin,
                          row_end);
             return 0;
         }
     }
-    run_rows(kernels_tab.dot_q[W->type], nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX,
-             tile, tr, tt, W, act, stride, y, n_tok, row_begin, row_end);
+    run_rows(dot, nx, tile, tr, tt, W, act, stride, y, n_tok, row_begin, row_end);
     return 0;
 }
 

@@ -409,8 +409,140 @@ static int amx_q4_K(const struct kernels_tensor_view *W, const void *act, size_t
     return 0;
 }
 
+/* ------------------------------------------------------------------------- Q6_K */
+
+/*
+ * Q6_K: w = sc_j (q - 32) (signed 8-bit scale of 16 quants, 6-bit q) is in [-4064, 4096]:
+ * a low byte (unsigned, TDPBUSD) and a high part w >> 8 in [-16, 16] (signed, TDPBSSD),
+ * isum = C_lo + 256 C_hi, the whole block's exact integer sum; one cvt, mul and fma
+ * per block, row and 16 tokens. The activations' B tiles are those of Q4_K.
+ */
+struct q6_apan {
+    uint8_t lo[4][1024];
+    int8_t hi[4][1024];
+    float d[16];
+};
+
+static void q6_pack_panel(const char *w, size_t rs, int64_t i, struct q6_apan *o)
+{
+    const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i sh_b = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i lo8 = _mm512_set1_epi16(0xFF), k32 = _mm512_set1_epi16(32);
+    for (int r = 0; r < 16; r++) {
+        const struct block_q6_K *b = (const struct block_q6_K *)(const void *)(w + (size_t)r * rs) + i;
+        o->d[r] = _cvtsh_ss(b->d);
+        __m512i q[4]; /* quants 64c..64c+63 in order, 0..63 (as in x86_avx512.c's q6k_body) */
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)(b->qh + 32 * h)));
+            q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                       _mm512_and_si512(_mm512_sllv_epi16(qh, sh_a), m30));
+            q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                           _mm512_and_si512(_mm512_srlv_epi16(qh, sh_b), m30));
+        }
+        for (int c = 0; c < 4; c++)
+            for (int half = 0; half < 2; half++) { /* 32 quants: sub-blocks 4c + 2 half + 0, 1 */
+                __m256i qq = half ? _mm512_extracti64x4_epi64(q[c], 1) : _mm512_castsi512_si256(q[c]);
+                int j = 4 * c + 2 * half;
+                __m512i sc = _mm512_inserti64x4(_mm512_set1_epi16(b->scales[j]),
+                                                _mm256_set1_epi16(b->scales[j + 1]), 1);
+                __m512i wv = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(qq), k32), sc);
+                _mm256_storeu_si256((__m256i *)(void *)(o->lo[c] + 64 * r + 32 * half),
+                                    _mm512_cvtepi16_epi8(_mm512_and_si512(wv, lo8)));
+                _mm256_storeu_si256((__m256i *)(void *)(o->hi[c] + 64 * r + 32 * half),
+                                    _mm512_cvtepi16_epi8(_mm512_srai_epi16(wv, 8)));
+            }
+    }
+}
+
+KERNELS_INLINE void q6_post(const int32_t *clo, const int32_t *chi, const struct q6_apan *a,
+                            const struct q4_bgrp *b, __m512 *acc)
+{
+    __m512 dxv = _mm512_load_ps(b->dx);
+    for (int r = 0; r < 16; r++) {
+        __m512i is = _mm512_add_epi32(_mm512_load_si512((const void *)(clo + 16 * r)),
+                                      _mm512_slli_epi32(_mm512_load_si512((const void *)(chi + 16 * r)), 8));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(_mm512_set1_ps(a->d[r]), dxv),
+                                 acc[r]);
+    }
+}
+
+#define Q6_BLOCK(LO, HI, A, B)                                                             \
+    do {                                                                                   \
+        _tile_zero(LO);                                                                    \
+        _tile_zero(HI);                                                                    \
+        for (int c = 0; c < 4; c++) {                                                      \
+            _tile_loadd(6, (B)->bq[c], 64);                                                \
+            _tile_loadd(4, (A)->lo[c], 64);                                                \
+            _tile_loadd(5, (A)->hi[c], 64);                                                \
+            _tile_dpbusd(LO, 4, 6);                                                        \
+            _tile_dpbssd(HI, 5, 6);                                                        \
+        }                                                                                  \
+    } while (0)
+
+static void q6_panel(const struct q6_apan *a, const struct q4_bgrp *b, int64_t nb, float *y,
+                     size_t ys)
+{
+    _Alignas(64) int32_t cs[4][256];
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++)
+        acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        Q6_BLOCK(0, 1, a + i, b + i);
+        Q6_BLOCK(2, 3, a + i + 1, b + i + 1);
+        _tile_stored(0, cs[0], 64);
+        _tile_stored(1, cs[1], 64);
+        _tile_stored(2, cs[2], 64);
+        _tile_stored(3, cs[3], 64);
+        q6_post(cs[0], cs[1], a + i, b + i, acc);
+        q6_post(cs[2], cs[3], a + i + 1, b + i + 1, acc);
+    }
+    if (i < nb) {
+        Q6_BLOCK(0, 1, a + i, b + i);
+        _tile_stored(0, cs[0], 64);
+        _tile_stored(1, cs[1], 64);
+        q6_post(cs[0], cs[1], a + i, b + i, acc);
+    }
+    store_transposed(acc, y, ys);
+}
+
+static int amx_q6_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                    int n_tok, int64_t rb, int64_t re)
+{
+    const int64_t nb = W->cols / QK_K;
+    const int G = n_tok / 16;
+    const int64_t rblk = rows_per_block(W->row_bytes, 96 * 1024);
+    size_t b_bytes = (size_t)G * (size_t)nb * sizeof(struct q4_bgrp);
+    size_t a_bytes = (size_t)(rblk / 16) * (size_t)nb * sizeof(struct q6_apan);
+    uint8_t *s = scratch(b_bytes + a_bytes);
+    if (!s)
+        return -1;
+    struct q4_bgrp *bg = (struct q4_bgrp *)(void *)s;
+    struct q6_apan *ap = (struct q6_apan *)(void *)(s + b_bytes);
+    for (int g = 0; g < G; g++)
+        q4_pack_group((const char *)act + (size_t)g * 16 * xs, xs, nb, bg + (size_t)g * (size_t)nb);
+    amx_config(64, 16);
+    for (int64_t r0 = rb; r0 < re; r0 += rblk) {
+        int64_t r1 = r0 + rblk < re ? r0 + rblk : re;
+        for (int64_t p = r0; p < r1; p += 16)
+            for (int64_t i = 0; i < nb; i++)
+                q6_pack_panel((const char *)W->data + (size_t)p * W->row_bytes, W->row_bytes, i,
+                              ap + ((p - r0) / 16) * nb + i);
+        for (int g = 0; g < G; g++)
+            for (int64_t p = r0; p < r1; p += 16)
+                q6_panel(ap + ((p - r0) / 16) * nb, bg + (size_t)g * (size_t)nb, nb,
+                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows);
+    }
+    _tile_release();
+    return 0;
+}
+
 void kernels_amx_fill(struct kernels_table *t)
 {
+    t->amx_q[KERNELS_Q6_K] = amx_q6_K;
+    t->amx_min_tok[KERNELS_Q6_K] = 16;
     kernels_avx512_canon_fill(t);
     t->amx_q[KERNELS_Q8_0] = amx_q8_0;
     t->amx_min_tok[KERNELS_Q8_0] = 16;

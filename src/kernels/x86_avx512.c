@@ -22,6 +22,7 @@
 #endif
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/impl.h"
@@ -498,10 +499,14 @@ static void avx512c_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, 
  * and 4h+1 (low nibbles of 32..63); their high bits come from the same 32 qh bytes
  * shifted by 4 and 2, one variable shift per half. The -32 offset goes through the
  * activation block sums as in the AVX2 version (exact in s32). */
+/* canon = 1 (installed with the AMX kernels): the block's integer sum is reduced to one
+ * s32 (exact) and each token's result is a scalar fma(float(isum), d * dx, acc) per
+ * block in block order, the arithmetic of x86_amx.c's Q6_K, bit for bit. */
 KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
-                         const int n_x)
+                         const int canon, const int n_x)
 {
     __m512 acc[KERNELS_NX_MAX];
+    float accs[KERNELS_NX_MAX] = {0};
 KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
         acc[k] = _mm512_setzero_ps();
@@ -550,19 +555,28 @@ KERNELS_UNROLL8
             __m256i bias = _mm256_madd_epi16(sc_all,
                                              _mm256_loadu_si256((const __m256i *)y->bsums));
             sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(bias, 5)));
+            if (canon) {
+                accs[k] = fmaf((float)_mm512_reduce_add_epi32(sumi), d * y->d, accs[k]);
+                continue;
+            }
             acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi),
                                      acc[k]);
         }
     }
 KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
-        out[k] = _mm512_reduce_add_ps(acc[k]);
+        out[k] = canon ? accs[k] : _mm512_reduce_add_ps(acc[k]);
 }
 
 static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                               float *out)
 {
-    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out);
+    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out, 0);
+}
+static void avx512c_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
+                               float *out)
+{
+    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out, 1);
 }
 
 static void set_tile(struct kernels_table *t, enum kernels_type ty, kernels_tile_fn f)
@@ -589,6 +603,7 @@ void kernels_avx512_canon_fill(struct kernels_table *t)
 {
     set_tile(t, KERNELS_Q8_0, avx512c_tile_q8_0);
     set_tile(t, KERNELS_Q4_K, avx512c_tile_q4_K);
+    t->dot_q[KERNELS_Q6_K] = avx512c_dot_q_q6_K;
 }
 
 #if defined(__clang__)

@@ -603,7 +603,7 @@ static void test_matmul_f16_tiles(void **state)
 
 /*
  * AMX (x86_amx.c) runs whole 16 x 16 tiles and leaves the rows and tokens past the last
- * whole tile to the canonical AVX-512 tiles. Checks, for Q8_0 and Q4_K: against the
+ * whole tile to the canonical AVX-512 tiles (Q6_K: dot). Checks, for Q8_0, Q4_K and Q6_K: against the
  * reference within TOL_SUM_ORDER (sizes with partial row and token tiles, and with more
  * than one row block: the 6144 and 11008 columns make each row block 16 rows), and bit
  * for bit: every token alone (one token never uses AMX) and every row range of 16 gives
@@ -653,10 +653,10 @@ static void test_matmul_amx(void **state)
         skip();
     }
     enum kernels_isa amx[1] = {KERNELS_ISA_AMX};
-    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_K};
+    static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_K, KERNELS_Q6_K};
     static const int rows[] = {16, 32, 45};
     static const int toks[] = {16, 17, 31, 32, 53};
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < 3; ti++) {
         enum kernels_type t = types[ti];
         int qk = kernels_block_size(t);
         for (size_t ri = 0; ri < 3; ri++)
