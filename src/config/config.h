@@ -76,7 +76,7 @@
       "Most tokens in one forward step; longer prompts are processed in chunks.")            \
     X(kv_type, ENUM, "f16", "", "", "f16|f32", 0, NULL,                                       \
       "Element type of the KV cache.")                                                        \
-    X(kernels, ENUM, "auto", "", "", "auto|ref|avx2|avx512", 0, NULL,                         \
+    X(kernels, ENUM, "auto", "", "", "auto|ref|avx2|avx512|amx", 0, NULL,                     \
       "Compute kernels: auto = fastest this CPU has; ref = scalar reference (slow, checks).") \
     X(temperature, FLOAT, "0.8", "0", "2", "", 0, NULL,                                       \
       "Sampling temperature when a request sets none (0: greedy).")                          \
@@ -179,7 +179,7 @@ void config_dump(const struct config *cfg, FILE *out);
 bool config_is_setting(const char *name);
 
 /* The position of value among an ENUM setting's choices (kernels: auto=0, ref=1,
- * avx2=2, avx512=3, matching enum kernels_isa), or -1. */
+ * avx2=2, avx512=3, amx=4, matching enum kernels_isa), or -1. */
 int config_enum_index(const char *name, const char *value);
 
 /* cfg->log_level as the log module's enum. */

@@ -336,79 +336,6 @@ KERNELS_INLINE void q4_post(const int32_t *clo, const int32_t *chi, const struct
     }
 }
 
-/* block products into sums tiles lo, hi (constants: the tile macros take numbers) */
-#define Q4_BLOCK(LO, HI, A, B)                                                             \
-    do {                                                                                   \
-        _tile_zero(LO);                                                                    \
-        _tile_zero(HI);                                                                    \
-        for (int c = 0; c < 4; c++) {                                                      \
-            _tile_loadd(6, (B)->bq[c], 64);                                                \
-            _tile_loadd(4, (A)->lo[c], 64);                                                \
-            _tile_loadd(5, (A)->hi[c], 64);                                                \
-            _tile_dpbusd(LO, 4, 6);                                                        \
-            _tile_dpbusd(HI, 5, 6);                                                        \
-        }                                                                                  \
-    } while (0)
-
-static void q4_panel(const struct q4_apan *a, const struct q4_bgrp *b, int64_t nb, float *y,
-                     size_t ys)
-{
-    _Alignas(64) int32_t cs[4][256];
-    __m512 acc[16];
-    for (int r = 0; r < 16; r++)
-        acc[r] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        Q4_BLOCK(0, 1, a + i, b + i);
-        Q4_BLOCK(2, 3, a + i + 1, b + i + 1);
-        _tile_stored(0, cs[0], 64);
-        _tile_stored(1, cs[1], 64);
-        _tile_stored(2, cs[2], 64);
-        _tile_stored(3, cs[3], 64);
-        q4_post(cs[0], cs[1], a + i, b + i, acc);
-        q4_post(cs[2], cs[3], a + i + 1, b + i + 1, acc);
-    }
-    if (i < nb) {
-        Q4_BLOCK(0, 1, a + i, b + i);
-        _tile_stored(0, cs[0], 64);
-        _tile_stored(1, cs[1], 64);
-        q4_post(cs[0], cs[1], a + i, b + i, acc);
-    }
-    store_transposed(acc, y, ys);
-}
-
-static int amx_q4_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
-                    int n_tok, int64_t rb, int64_t re)
-{
-    const int64_t nb = W->cols / QK_K;
-    const int G = n_tok / 16;
-    /* packed weights take 8.6 KiB per 144-byte block of 16 rows: a smaller row block */
-    const int64_t rblk = rows_per_block(W->row_bytes, 96 * 1024);
-    size_t b_bytes = (size_t)G * (size_t)nb * sizeof(struct q4_bgrp);
-    size_t a_bytes = (size_t)(rblk / 16) * (size_t)nb * sizeof(struct q4_apan);
-    uint8_t *s = scratch(b_bytes + a_bytes);
-    if (!s)
-        return -1;
-    struct q4_bgrp *bg = (struct q4_bgrp *)(void *)s;
-    struct q4_apan *ap = (struct q4_apan *)(void *)(s + b_bytes);
-    for (int g = 0; g < G; g++)
-        q4_pack_group((const char *)act + (size_t)g * 16 * xs, xs, nb, bg + (size_t)g * (size_t)nb);
-    amx_config(64, 16);
-    for (int64_t r0 = rb; r0 < re; r0 += rblk) {
-        int64_t r1 = r0 + rblk < re ? r0 + rblk : re;
-        for (int64_t p = r0; p < r1; p += 16)
-            for (int64_t i = 0; i < nb; i++)
-                q4_pack_panel((const char *)W->data + (size_t)p * W->row_bytes, W->row_bytes, i,
-                              ap + ((p - r0) / 16) * nb + i);
-        for (int g = 0; g < G; g++)
-            for (int64_t p = r0; p < r1; p += 16)
-                q4_panel(ap + ((p - r0) / 16) * nb, bg + (size_t)g * (size_t)nb, nb,
-                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows);
-    }
-    _tile_release();
-    return 0;
-}
-
 /* ------------------------------------------------------------------------- Q6_K */
 
 /*
@@ -468,7 +395,11 @@ KERNELS_INLINE void q6_post(const int32_t *clo, const int32_t *chi, const struct
     }
 }
 
-#define Q6_BLOCK(LO, HI, A, B)                                                             \
+/* ------------------------------------------------------------- Q4_K, Q6_K drivers */
+
+/* a block's products into sums tiles LO, HI (tile numbers must be constants); the high
+ * part is unsigned for Q4_K (TDPBUSD), signed for Q6_K (TDPBSSD) */
+#define KQ_BLOCK(LO, HI, A, B, Q6)                                                         \
     do {                                                                                   \
         _tile_zero(LO);                                                                    \
         _tile_zero(HI);                                                                    \
@@ -477,66 +408,107 @@ KERNELS_INLINE void q6_post(const int32_t *clo, const int32_t *chi, const struct
             _tile_loadd(4, (A)->lo[c], 64);                                                \
             _tile_loadd(5, (A)->hi[c], 64);                                                \
             _tile_dpbusd(LO, 4, 6);                                                        \
-            _tile_dpbssd(HI, 5, 6);                                                        \
+            if (Q6)                                                                        \
+                _tile_dpbssd(HI, 5, 6);                                                    \
+            else                                                                           \
+                _tile_dpbusd(HI, 5, 6);                                                    \
         }                                                                                  \
     } while (0)
 
-static void q6_panel(const struct q6_apan *a, const struct q4_bgrp *b, int64_t nb, float *y,
-                     size_t ys)
+#define KQ_POST(Q6, CLO, CHI, AP, I, B, ACC)                                               \
+    do {                                                                                   \
+        if (Q6)                                                                            \
+            q6_post(CLO, CHI, (const struct q6_apan *)(AP) + (I), B, ACC);                 \
+        else                                                                               \
+            q4_post(CLO, CHI, (const struct q4_apan *)(AP) + (I), B, ACC);                 \
+    } while (0)
+
+/* one 16-row panel (packed blocks at ap: struct q4_apan or q6_apan) x one 16-token
+ * group, two blocks in flight */
+KERNELS_INLINE void kq_panel(const void *ap, const struct q4_bgrp *b, int64_t nb, float *y,
+                             size_t ys, const int q6)
 {
+    const struct q4_apan *a4 = ap;
+    const struct q6_apan *a6 = ap;
     _Alignas(64) int32_t cs[4][256];
     __m512 acc[16];
     for (int r = 0; r < 16; r++)
         acc[r] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 1 < nb; i += 2) {
-        Q6_BLOCK(0, 1, a + i, b + i);
-        Q6_BLOCK(2, 3, a + i + 1, b + i + 1);
+        if (q6) {
+            KQ_BLOCK(0, 1, a6 + i, b + i, 1);
+            KQ_BLOCK(2, 3, a6 + i + 1, b + i + 1, 1);
+        } else {
+            KQ_BLOCK(0, 1, a4 + i, b + i, 0);
+            KQ_BLOCK(2, 3, a4 + i + 1, b + i + 1, 0);
+        }
         _tile_stored(0, cs[0], 64);
         _tile_stored(1, cs[1], 64);
         _tile_stored(2, cs[2], 64);
         _tile_stored(3, cs[3], 64);
-        q6_post(cs[0], cs[1], a + i, b + i, acc);
-        q6_post(cs[2], cs[3], a + i + 1, b + i + 1, acc);
+        KQ_POST(q6, cs[0], cs[1], ap, i, b + i, acc);
+        KQ_POST(q6, cs[2], cs[3], ap, i + 1, b + i + 1, acc);
     }
     if (i < nb) {
-        Q6_BLOCK(0, 1, a + i, b + i);
+        if (q6)
+            KQ_BLOCK(0, 1, a6 + i, b + i, 1);
+        else
+            KQ_BLOCK(0, 1, a4 + i, b + i, 0);
         _tile_stored(0, cs[0], 64);
         _tile_stored(1, cs[1], 64);
-        q6_post(cs[0], cs[1], a + i, b + i, acc);
+        KQ_POST(q6, cs[0], cs[1], ap, i, b + i, acc);
     }
     store_transposed(acc, y, ys);
 }
 
-static int amx_q6_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
-                    int n_tok, int64_t rb, int64_t re)
+KERNELS_INLINE int amx_kq(const struct kernels_tensor_view *W, const void *act, size_t xs,
+                          float *y, int n_tok, int64_t rb, int64_t re, const int q6)
 {
     const int64_t nb = W->cols / QK_K;
     const int G = n_tok / 16;
+    /* packed weights take ~8.5 KiB per block of 16 rows: a smaller row block */
     const int64_t rblk = rows_per_block(W->row_bytes, 96 * 1024);
+    const size_t asz = q6 ? sizeof(struct q6_apan) : sizeof(struct q4_apan);
     size_t b_bytes = (size_t)G * (size_t)nb * sizeof(struct q4_bgrp);
-    size_t a_bytes = (size_t)(rblk / 16) * (size_t)nb * sizeof(struct q6_apan);
-    uint8_t *s = scratch(b_bytes + a_bytes);
+    uint8_t *s = scratch(b_bytes + (size_t)(rblk / 16) * (size_t)nb * asz);
     if (!s)
         return -1;
     struct q4_bgrp *bg = (struct q4_bgrp *)(void *)s;
-    struct q6_apan *ap = (struct q6_apan *)(void *)(s + b_bytes);
+    uint8_t *ap = s + b_bytes;
     for (int g = 0; g < G; g++)
         q4_pack_group((const char *)act + (size_t)g * 16 * xs, xs, nb, bg + (size_t)g * (size_t)nb);
     amx_config(64, 16);
     for (int64_t r0 = rb; r0 < re; r0 += rblk) {
         int64_t r1 = r0 + rblk < re ? r0 + rblk : re;
         for (int64_t p = r0; p < r1; p += 16)
-            for (int64_t i = 0; i < nb; i++)
-                q6_pack_panel((const char *)W->data + (size_t)p * W->row_bytes, W->row_bytes, i,
-                              ap + ((p - r0) / 16) * nb + i);
+            for (int64_t i = 0; i < nb; i++) {
+                const char *w = (const char *)W->data + (size_t)p * W->row_bytes;
+                void *o = ap + ((size_t)((p - r0) / 16 * nb + i)) * asz;
+                if (q6)
+                    q6_pack_panel(w, W->row_bytes, i, o);
+                else
+                    q4_pack_panel(w, W->row_bytes, i, o);
+            }
         for (int g = 0; g < G; g++)
             for (int64_t p = r0; p < r1; p += 16)
-                q6_panel(ap + ((p - r0) / 16) * nb, bg + (size_t)g * (size_t)nb, nb,
-                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows);
+                kq_panel(ap + (size_t)((p - r0) / 16 * nb) * asz, bg + (size_t)g * (size_t)nb, nb,
+                         y + (size_t)g * 16 * (size_t)W->rows + (size_t)p, (size_t)W->rows, q6);
     }
     _tile_release();
     return 0;
+}
+
+static int amx_q4_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                    int n_tok, int64_t rb, int64_t re)
+{
+    return amx_kq(W, act, xs, y, n_tok, rb, re, 0);
+}
+
+static int amx_q6_K(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                    int n_tok, int64_t rb, int64_t re)
+{
+    return amx_kq(W, act, xs, y, n_tok, rb, re, 1);
 }
 
 void kernels_amx_fill(struct kernels_table *t)
