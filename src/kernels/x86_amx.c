@@ -122,6 +122,9 @@ static void amx_config(int a_colsb, int b_rows)
         cfg.rows[t] = (uint8_t)(t >= 6 ? b_rows : 16);
         cfg.colsb[t] = (uint16_t)(t == 4 || t == 5 ? a_colsb : 64);
     }
+    /* GCC 12 does not model ldtilecfg as reading the struct and dropped the stores
+     * above at -O2 (SIGILL at the first tile load): make them visible first */
+    __asm__ __volatile__("" : : "m"(cfg) : "memory");
     _tile_loadconfig(&cfg);
 }
 
