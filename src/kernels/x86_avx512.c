@@ -179,7 +179,13 @@ KERNELS_INLINE void tile32_body(enum kernels_type t, const void *const *w, const
     for (int k = 0; k < nt; k++)
         acc[k] = _mm512_setzero_ps();
     const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    const size_t bb = t == KERNELS_Q8_0 ? sizeof(struct block_q8_0)
+                      : t == KERNELS_Q4_0 ? sizeof(struct block_q4_0)
+                                          : sizeof(struct block_q5_0);
     for (int64_t i = 0; i < n / 32; i++) {
+        /* blocks are under a line: one prefetch per row and block covers every line */
+        for (int r = 0; r < 8; r++)
+            kernels_prefetch((const char *)w[r] + (size_t)i * bb, 1);
         __m512i W[4], corr;
         __m512 dw;
         tile_rows8(t, w, i, W, &corr, &dw);
