@@ -37,10 +37,10 @@
 #if defined(__x86_64__) && defined(__linux__)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,amx-tile,amx-int8"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512bf16,amx-tile,amx-int8,amx-bf16"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,amx-tile,amx-int8")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512bf16,amx-tile,amx-int8,amx-bf16")
 #endif
 
 #include <cpuid.h>
@@ -514,6 +514,263 @@ static int amx_q6_K(const struct kernels_tensor_view *W, const void *act, size_t
     return amx_kq(W, act, xs, y, n_tok, rb, re, 1);
 }
 
+/* -------------------------------------------------------------------------- F16 */
+
+/*
+ * F16 on AMX-BF16 (TDPBF16PS: 16 x 32 bfloat16 by 32 x 16 into 16 x 16 floats, each
+ * product exact, the pairs added in order with one rounding each). A half has 11
+ * significant bits and a bfloat16 8, but every half v is exactly hi + lo, hi = v's float
+ * with the low 16 bits cleared, lo = v - hi (at most 3 bits), both bfloat16. So with the
+ * activations (halves as well, kernels_act_type) split the same way, the four products
+ * hi*hi, hi*lo, lo*hi, lo*lo of each pair of columns give w * x exactly, as the F32 FMA of
+ * the AVX-512 tile does: the result differs from ref.c only by summation order. Four
+ * TDPBF16PS per 32 columns still do about 5 times the AVX-512 tile's FMAs per cycle.
+ *
+ * dispatch.c uses it for prefills (whole 16 x 16 tiles from 16 tokens on); the leftover
+ * rows and tokens and decode stay on the AVX-512 F16 tile. Those are not the same bits
+ * (same exact products, other summation order), so an F16 token's result can differ in
+ * the last bits with its batch; the code itself takes any row range and token count
+ * (partial panels and groups are zero-padded). Decode here measured slower than the
+ * AVX-512 tile (4.0 against 5.5 t/s on the 1.5B shape): packing writes 4 bytes per
+ * weight, and decode has no tokens to spread that over.
+ *
+ * Layout: weights are tile A (16 rows x 32 columns, hi and lo tiles), packed per panel
+ * and F16_KCH chunks of 32 columns into an L1-sized buffer; activations are tile B
+ * (VNNI: dword n of row kk holds columns 2kk, 2kk + 1 of token n), packed once per call
+ * and token block. Two panels share each B load. The 16 x 16 sums live in cbuf between
+ * column ranges (a float store and reload is exact) and are transposed into y at the end.
+ * With one or two token groups each panel pair runs over all columns at once, its rows
+ * read front to back; with more, each column range runs over all panel pairs, so that
+ * range's B stays in L2.
+ */
+#define F16_KCH 8   /* chunks of 32 columns per column range: a panel pair's A is 32 KiB */
+#define F16_TB 256  /* tokens per token block: packed B is 1 KiB per column and block */
+
+static int amx_bf16_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22))) /* AMX-BF16 */
+        return 0;
+    /* AVX512_BF16 (vcvtne2ps2bf16) */
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
+static inline const kernels_fp16 *hrow_amx(const void *base, size_t stride, int t)
+{
+    return (const kernels_fp16 *)(const void *)((const char *)base + (size_t)t * stride);
+}
+
+/* 32 halves -> their hi and lo bfloat16 (as above), in column order */
+KERNELS_INLINE void f16_split(__m512i v, __m512i *hi, __m512i *lo)
+{
+    const __m512 m = _mm512_castsi512_ps(_mm512_set1_epi32((int)0xFFFF0000u));
+    __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(v));
+    __m512 f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1));
+    __m512 h0 = _mm512_and_ps(f0, m), h1 = _mm512_and_ps(f1, m);
+    *hi = (__m512i)_mm512_cvtne2ps_pbh(h1, h0);
+    *lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(f1, h1), _mm512_sub_ps(f0, h0));
+}
+
+/* columns [32c, 32c + 32) of a row of n halves, zero past n */
+KERNELS_INLINE __m512i f16_load32(const kernels_fp16 *row, int64_t n, int64_t c)
+{
+    int64_t left = n - 32 * c;
+    __mmask32 k = left >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << left) - 1);
+    return _mm512_maskz_loadu_epi16(k, row + 32 * c);
+}
+
+/* r[i] <- column i of the 16 x 16 dword matrix whose rows are r[]: for each bit b,
+ * swapping bit b of the row and the column index (elements (i, j), (i ^ 2^b, j ^ 2^b)
+ * where the bits differ); the four swaps compose to the transpose */
+static void transpose16(__m512i r[16])
+{
+    static const int bits[4] = {1, 2, 4, 8};
+    for (int s = 0; s < 4; s++) {
+        int bb = bits[s];
+        _Alignas(64) int ia[16], ic[16];
+        for (int j = 0; j < 16; j++) {
+            ia[j] = (j & bb) ? 16 + (j ^ bb) : j;
+            ic[j] = (j & bb) ? 16 + j : (j ^ bb);
+        }
+        __m512i xa = _mm512_load_si512((const void *)ia), xc = _mm512_load_si512((const void *)ic);
+        for (int i = 0; i < 16; i++) {
+            if (i & bb)
+                continue;
+            __m512i a = r[i], c = r[i | bb];
+            r[i] = _mm512_permutex2var_epi32(a, xa, c);
+            r[i | bb] = _mm512_permutex2var_epi32(a, xc, c);
+        }
+    }
+}
+
+/* B tiles of tokens [0, nt) (nt <= 16; the rest zero), all chunks: bq[c] = hi 1 KiB, lo */
+static void f16_pack_group(const void *act, size_t xs, int nt, int64_t n, int64_t nc,
+                           uint8_t *bq)
+{
+    for (int64_t c = 0; c < nc; c++) {
+        __m512i h[16], l[16];
+        for (int t = 0; t < 16; t++) {
+            if (t < nt)
+                f16_split(f16_load32(hrow_amx(act, xs, t), n, c), &h[t], &l[t]);
+            else
+                h[t] = l[t] = _mm512_setzero_si512();
+        }
+        transpose16(h);
+        transpose16(l);
+        uint8_t *o = bq + (size_t)c * 2048;
+        for (int kk = 0; kk < 16; kk++) {
+            _mm512_store_si512((void *)(o + 64 * kk), h[kk]);
+            _mm512_store_si512((void *)(o + 1024 + 64 * kk), l[kk]);
+        }
+    }
+}
+
+/* A tiles of rows [r, r + nr) (nr <= 16; the rest zero), chunks [c0, c0 + nk):
+ * a[k] = hi 1 KiB, lo 1 KiB */
+static void f16_pack_panel(const struct kernels_tensor_view *W, int64_t r, int nr, int64_t c0,
+                           int nk, uint8_t *a)
+{
+    for (int i = 0; i < 16; i++) {
+        const kernels_fp16 *row = i < nr ? hrow_amx(W->data, W->row_bytes, (int)(r + i)) : NULL;
+        for (int k = 0; k < nk; k++) {
+            __m512i h = _mm512_setzero_si512(), l = h;
+            if (row) {
+                kernels_prefetch(row + 32 * (c0 + k), 1);
+                f16_split(f16_load32(row, W->cols, c0 + k), &h, &l);
+            }
+            _mm512_store_si512((void *)(a + (size_t)k * 2048 + 64 * i), h);
+            _mm512_store_si512((void *)(a + (size_t)k * 2048 + 1024 + 64 * i), l);
+        }
+    }
+}
+
+/* sums tile C += (hi + lo tiles AH, AL of the A chunk at A) x (B tiles 6, 7): the four
+ * products in a fixed order (tile numbers must be constants) */
+#define F16_PANEL(C, AH, AL, A)                                                            \
+    do {                                                                                   \
+        _tile_loadd(AH, (A), 64);                                                          \
+        _tile_loadd(AL, (A) + 1024, 64);                                                   \
+        _tile_dpbf16ps(C, AH, 6);                                                          \
+        _tile_dpbf16ps(C, AH, 7);                                                          \
+        _tile_dpbf16ps(C, AL, 6);                                                          \
+        _tile_dpbf16ps(C, AL, 7);                                                          \
+    } while (0)
+
+/* the sums of one panel pair (two = 0: one panel) and group, over nk chunks */
+KERNELS_INLINE void f16_unit_group(const uint8_t *a0, const uint8_t *a1, const uint8_t *b, int nk,
+                                   float *cs0, float *cs1, int first, const int two)
+{
+    if (first) {
+        _tile_zero(0);
+        if (two)
+            _tile_zero(1);
+    } else {
+        _tile_loadd(0, cs0, 64);
+        if (two)
+            _tile_loadd(1, cs1, 64);
+    }
+    for (int k = 0; k < nk; k++) {
+        _tile_loadd(6, b + (size_t)k * 2048, 64);
+        _tile_loadd(7, b + (size_t)k * 2048 + 1024, 64);
+        F16_PANEL(0, 2, 3, a0 + (size_t)k * 2048);
+        if (two)
+            F16_PANEL(1, 4, 5, a1 + (size_t)k * 2048);
+    }
+    _tile_stored(0, cs0, 64);
+    if (two)
+        _tile_stored(1, cs1, 64);
+}
+
+struct f16_job {
+    const struct kernels_tensor_view *W;
+    int64_t rb, re, nc, np;
+    int G, kch; /* token groups; chunks per column range */
+    const uint8_t *bq; /* [G][nc] 2 KiB */
+    uint8_t *abuf;     /* 2 panels x F16_KCH x 2 KiB */
+    float *cbuf;       /* [np][G] 256 floats */
+};
+
+/* panels p, p + 1 (when there) over chunks [c0, c0 + F16_KCH) and every token group */
+static void f16_unit(const struct f16_job *j, int64_t p, int64_t c0)
+{
+    int nk = j->nc - c0 < j->kch ? (int)(j->nc - c0) : j->kch;
+    int two = p + 1 < j->np;
+    uint8_t *a1 = j->abuf + (size_t)j->kch * 2048;
+    for (int q = 0; q < 1 + two; q++) {
+        int64_t r = j->rb + 16 * (p + q);
+        int nr = j->re - r < 16 ? (int)(j->re - r) : 16;
+        f16_pack_panel(j->W, r, nr, c0, nk, q ? a1 : j->abuf);
+    }
+    for (int g = 0; g < j->G; g++) {
+        const uint8_t *b = j->bq + ((size_t)g * (size_t)j->nc + (size_t)c0) * 2048;
+        float *cs0 = j->cbuf + ((size_t)p * (size_t)j->G + (size_t)g) * 256;
+        float *cs1 = cs0 + (size_t)j->G * 256;
+        if (two)
+            f16_unit_group(j->abuf, a1, b, nk, cs0, cs1, c0 == 0, 1);
+        else
+            f16_unit_group(j->abuf, a1, b, nk, cs0, cs1, c0 == 0, 0);
+    }
+}
+
+/* cbuf (16 rows x 16 tokens per panel and group) into y[t * ys + r] */
+static void f16_store(const struct f16_job *j, float *y, size_t ys, int nt)
+{
+    for (int64_t p = 0; p < j->np; p++)
+        for (int g = 0; g < j->G; g++) {
+            const float *cs = j->cbuf + ((size_t)p * (size_t)j->G + (size_t)g) * 256;
+            __m512i v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = _mm512_load_si512((const void *)(cs + 16 * i));
+            transpose16(v);
+            int64_t r = j->rb + 16 * p;
+            int nr = j->re - r < 16 ? (int)(j->re - r) : 16;
+            __mmask16 m = (__mmask16)((1u << nr) - 1);
+            for (int t = 0; t < 16 && 16 * g + t < nt; t++)
+                _mm512_mask_storeu_epi32(y + (size_t)(16 * g + t) * ys + (size_t)r, m, v[t]);
+        }
+}
+
+static int amx_f16(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
+                   int n_tok, int64_t rb, int64_t re)
+{
+    struct f16_job j = {.W = W, .rb = rb, .re = re, .nc = (W->cols + 31) / 32,
+                        .np = (re - rb + 15) / 16};
+    if (re <= rb || n_tok <= 0)
+        return 0;
+    for (int t0 = 0; t0 < n_tok; t0 += F16_TB) {
+        int nt = n_tok - t0 < F16_TB ? n_tok - t0 : F16_TB;
+        j.G = (nt + 15) / 16;
+        j.kch = j.G <= 2 ? (int)j.nc : F16_KCH;
+        size_t b_bytes = (size_t)j.G * (size_t)j.nc * 2048;
+        size_t a_bytes = 2 * (size_t)j.kch * 2048;
+        size_t c_bytes = (size_t)j.np * (size_t)j.G * 256 * sizeof(float);
+        uint8_t *s = scratch(b_bytes + a_bytes + c_bytes);
+        if (!s)
+            return -1; /* only before the first block: scratch never shrinks */
+        j.bq = s;
+        j.abuf = s + b_bytes;
+        j.cbuf = (float *)(void *)(s + b_bytes + a_bytes);
+        const char *at = (const char *)act + (size_t)t0 * xs;
+        for (int g = 0; g < j.G; g++) {
+            int gt = nt - 16 * g < 16 ? nt - 16 * g : 16;
+            f16_pack_group(at + (size_t)g * 16 * xs, xs, gt, W->cols, j.nc,
+                           s + (size_t)g * (size_t)j.nc * 2048);
+        }
+        amx_config(64, 16);
+        if (j.G <= 2) { /* decode: each panel pair whole, its rows read front to back */
+            for (int64_t p = 0; p < j.np; p += 2)
+                f16_unit(&j, p, 0);
+        } else {
+            for (int64_t c0 = 0; c0 < j.nc; c0 += F16_KCH)
+                for (int64_t p = 0; p < j.np; p += 2)
+                    f16_unit(&j, p, c0);
+        }
+        _tile_release();
+        f16_store(&j, y + (size_t)t0 * (size_t)W->rows, (size_t)W->rows, nt);
+    }
+    return 0;
+}
+
 void kernels_amx_fill(struct kernels_table *t)
 {
     t->amx_q[KERNELS_Q6_K] = amx_q6_K;
@@ -523,6 +780,10 @@ void kernels_amx_fill(struct kernels_table *t)
     t->amx_min_tok[KERNELS_Q8_0] = 16;
     t->amx_q[KERNELS_Q4_K] = amx_q4_K;
     t->amx_min_tok[KERNELS_Q4_K] = 16;
+    if (amx_bf16_usable()) {
+        t->amx_q[KERNELS_F16] = amx_f16;
+        t->amx_min_tok[KERNELS_F16] = 16;
+    }
 }
 
 #if defined(__clang__)

@@ -669,6 +669,16 @@ static void test_matmul_amx(void **state)
         check_matmul(t, 40, big, 33, amx, 1);
         check_amx_bits(t, 40, big, 33);
     }
+    /* F16 on AMX-BF16 (exact products, so TOL_SUM_ORDER; not bit-identical with the
+     * AVX-512 F16 tile, which takes the leftovers): column counts off the 32-column chunk
+     * and the 256-column range, partial tiles, more than one token block (300 > 256) */
+    static const int rows16[] = {16, 17, 45};
+    static const int toks16[] = {16, 17, 33, 40};
+    static const int cols16[] = {1, 31, 33, 100, 257, 1031};
+    for (size_t ri = 0; ri < 3; ri++)
+        for (size_t ki = 0; ki < 4; ki++)
+            check_matmul(KERNELS_F16, rows16[ri], cols16[(ri + ki) % 6], toks16[ki], amx, 1);
+    check_matmul(KERNELS_F16, 40, 2048, 300, amx, 1);
 }
 
 static void test_matmul_row_range_and_errors(void **state)
