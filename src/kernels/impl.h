@@ -48,6 +48,12 @@ KERNELS_INLINE void kernels_prefetch(const void *block, int lines)
     for (int l = 0; l < lines; l++)
         __builtin_prefetch((const char *)block + KERNELS_PREFETCH + 64 * l, 0, 3);
 }
+/* row k of halves at base with a byte stride (weights or F16 activations) */
+static inline const kernels_fp16 *kernels_hrow(const void *base, size_t stride, int64_t k)
+{
+    return (const kernels_fp16 *)(const void *)((const char *)base + (size_t)k * stride);
+}
+
 #define KERNELS_NX_SWITCH(n_x, body, ...)                                                    \
     do {                                                                                   \
         switch (n_x) {                                                                     \

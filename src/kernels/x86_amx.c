@@ -526,22 +526,19 @@ static int amx_q6_K(const struct kernels_tensor_view *W, const void *act, size_t
  * the AVX-512 tile does: the result differs from ref.c only by summation order. Four
  * TDPBF16PS per 32 columns still do about 5 times the AVX-512 tile's FMAs per cycle.
  *
- * dispatch.c uses it for prefills (whole 16 x 16 tiles from 16 tokens on); the leftover
+ * dispatch.c uses it for prefills, whole 16 x 16 tiles from 16 tokens on; the leftover
  * rows and tokens and decode stay on the AVX-512 F16 tile. Those are not the same bits
  * (same exact products, other summation order), so an F16 token's result can differ in
- * the last bits with its batch; the code itself takes any row range and token count
- * (partial panels and groups are zero-padded). Decode here measured slower than the
- * AVX-512 tile (4.0 against 5.5 t/s on the 1.5B shape): packing writes 4 bytes per
- * weight, and decode has no tokens to spread that over.
+ * the last bits with its batch. Decode here measured slower than the AVX-512 tile (4.0
+ * against 5.5 t/s on the 1.5B shape): packing writes 4 bytes per weight, and one token
+ * does not pay for that.
  *
  * Layout: weights are tile A (16 rows x 32 columns, hi and lo tiles), packed per panel
- * and F16_KCH chunks of 32 columns into an L1-sized buffer; activations are tile B
- * (VNNI: dword n of row kk holds columns 2kk, 2kk + 1 of token n), packed once per call
- * and token block. Two panels share each B load. The 16 x 16 sums live in cbuf between
- * column ranges (a float store and reload is exact) and are transposed into y at the end.
- * With one or two token groups each panel pair runs over all columns at once, its rows
- * read front to back; with more, each column range runs over all panel pairs, so that
- * range's B stays in L2.
+ * and column range of F16_KCH chunks of 32 into an L1-sized buffer; activations are
+ * tile B (VNNI: dword n of row kk holds columns 2kk, 2kk + 1 of token n), packed once per
+ * call and token block. Two panels share each B load. Each column range runs over all
+ * panel pairs, so that range's B stays in L2; the 16 x 16 sums wait in cbuf between
+ * ranges (a float store and reload is exact) and are transposed into y at the end.
  */
 #define F16_KCH 8   /* chunks of 32 columns per column range: a panel pair's A is 32 KiB */
 #define F16_TB 256  /* tokens per token block: packed B is 1 KiB per column and block */
@@ -555,11 +552,6 @@ static int amx_bf16_usable(void)
     return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 
-static inline const kernels_fp16 *hrow_amx(const void *base, size_t stride, int t)
-{
-    return (const kernels_fp16 *)(const void *)((const char *)base + (size_t)t * stride);
-}
-
 /* 32 halves -> their hi and lo bfloat16 (as above), in column order */
 KERNELS_INLINE void f16_split(__m512i v, __m512i *hi, __m512i *lo)
 {
@@ -571,50 +563,55 @@ KERNELS_INLINE void f16_split(__m512i v, __m512i *hi, __m512i *lo)
     *lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(f1, h1), _mm512_sub_ps(f0, h0));
 }
 
-/* columns [32c, 32c + 32) of a row of n halves, zero past n */
-KERNELS_INLINE __m512i f16_load32(const kernels_fp16 *row, int64_t n, int64_t c)
+/* the hi and lo of columns [32c, 32c + 32) of a row of n halves, zero past n */
+KERNELS_INLINE void f16_split32(const kernels_fp16 *row, int64_t n, int64_t c, __m512i *hi,
+                                __m512i *lo)
 {
     int64_t left = n - 32 * c;
     __mmask32 k = left >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << left) - 1);
-    return _mm512_maskz_loadu_epi16(k, row + 32 * c);
+    f16_split(_mm512_maskz_loadu_epi16(k, row + 32 * c), hi, lo);
 }
 
-/* r[i] <- column i of the 16 x 16 dword matrix whose rows are r[]: for each bit b,
- * swapping bit b of the row and the column index (elements (i, j), (i ^ 2^b, j ^ 2^b)
- * where the bits differ); the four swaps compose to the transpose */
+/*
+ * r[i] <- column i of the 16 x 16 dword matrix whose rows are r[]. Stage s swaps bit
+ * b = 2^s of the row and the column index (elements (i, j) and (i ^ b, j ^ b) where the
+ * bits differ); the four swaps compose to the transpose. For rows i (bit b clear) and
+ * i | b: new r[i][j] = bit b of j ? r[i | b][j ^ b] : r[i][j], new r[i | b][j] = bit b of
+ * j ? r[i | b][j] : r[i][j ^ b]; as vpermt2d indices (16 + k: the second source), T_A, T_C.
+ */
+#define T_A(b, j) (((j) & (b)) ? 16 + ((j) ^ (b)) : (j))
+#define T_C(b, j) (((j) & (b)) ? 16 + (j) : ((j) ^ (b)))
+#define T_ROW(F, b)                                                                        \
+    {F(b, 0),  F(b, 1),  F(b, 2),  F(b, 3),  F(b, 4),  F(b, 5),  F(b, 6),  F(b, 7),        \
+     F(b, 8),  F(b, 9),  F(b, 10), F(b, 11), F(b, 12), F(b, 13), F(b, 14), F(b, 15)}
+static const int32_t t16_a[4][16] __attribute__((aligned(64))) = {
+    T_ROW(T_A, 1), T_ROW(T_A, 2), T_ROW(T_A, 4), T_ROW(T_A, 8)};
+static const int32_t t16_c[4][16] __attribute__((aligned(64))) = {
+    T_ROW(T_C, 1), T_ROW(T_C, 2), T_ROW(T_C, 4), T_ROW(T_C, 8)};
+
 static void transpose16(__m512i r[16])
 {
-    static const int bits[4] = {1, 2, 4, 8};
     for (int s = 0; s < 4; s++) {
-        int bb = bits[s];
-        _Alignas(64) int ia[16], ic[16];
-        for (int j = 0; j < 16; j++) {
-            ia[j] = (j & bb) ? 16 + (j ^ bb) : j;
-            ic[j] = (j & bb) ? 16 + j : (j ^ bb);
-        }
-        __m512i xa = _mm512_load_si512((const void *)ia), xc = _mm512_load_si512((const void *)ic);
+        int b = 1 << s;
+        __m512i xa = _mm512_load_si512((const void *)t16_a[s]);
+        __m512i xc = _mm512_load_si512((const void *)t16_c[s]);
         for (int i = 0; i < 16; i++) {
-            if (i & bb)
+            if (i & b)
                 continue;
-            __m512i a = r[i], c = r[i | bb];
-            r[i] = _mm512_permutex2var_epi32(a, xa, c);
-            r[i | bb] = _mm512_permutex2var_epi32(a, xc, c);
+            __m512i lo = r[i], hi = r[i | b];
+            r[i] = _mm512_permutex2var_epi32(lo, xa, hi);
+            r[i | b] = _mm512_permutex2var_epi32(lo, xc, hi);
         }
     }
 }
 
-/* B tiles of tokens [0, nt) (nt <= 16; the rest zero), all chunks: bq[c] = hi 1 KiB, lo */
-static void f16_pack_group(const void *act, size_t xs, int nt, int64_t n, int64_t nc,
-                           uint8_t *bq)
+/* B tiles of 16 tokens, all nc chunks: bq[c] = hi 1 KiB, then lo 1 KiB */
+static void f16_pack_group(const void *act, size_t xs, int64_t n, int64_t nc, uint8_t *bq)
 {
     for (int64_t c = 0; c < nc; c++) {
         __m512i h[16], l[16];
-        for (int t = 0; t < 16; t++) {
-            if (t < nt)
-                f16_split(f16_load32(hrow_amx(act, xs, t), n, c), &h[t], &l[t]);
-            else
-                h[t] = l[t] = _mm512_setzero_si512();
-        }
+        for (int t = 0; t < 16; t++)
+            f16_split32(kernels_hrow(act, xs, t), n, c, &h[t], &l[t]);
         transpose16(h);
         transpose16(l);
         uint8_t *o = bq + (size_t)c * 2048;
@@ -625,19 +622,16 @@ static void f16_pack_group(const void *act, size_t xs, int nt, int64_t n, int64_
     }
 }
 
-/* A tiles of rows [r, r + nr) (nr <= 16; the rest zero), chunks [c0, c0 + nk):
- * a[k] = hi 1 KiB, lo 1 KiB */
-static void f16_pack_panel(const struct kernels_tensor_view *W, int64_t r, int nr, int64_t c0,
-                           int nk, uint8_t *a)
+/* A tiles of rows [r, r + 16), chunks [c0, c0 + nk): a[k] = hi 1 KiB, then lo 1 KiB */
+static void f16_pack_panel(const struct kernels_tensor_view *W, int64_t r, int64_t c0, int nk,
+                           uint8_t *a)
 {
     for (int i = 0; i < 16; i++) {
-        const kernels_fp16 *row = i < nr ? hrow_amx(W->data, W->row_bytes, (int)(r + i)) : NULL;
+        const kernels_fp16 *row = kernels_hrow(W->data, W->row_bytes, r + i);
         for (int k = 0; k < nk; k++) {
-            __m512i h = _mm512_setzero_si512(), l = h;
-            if (row) {
-                kernels_prefetch(row + 32 * (c0 + k), 1);
-                f16_split(f16_load32(row, W->cols, c0 + k), &h, &l);
-            }
+            __m512i h, l;
+            kernels_prefetch(row + 32 * (c0 + k), 1); /* pp512 108.6 -> 111.4-113.7 */
+            f16_split32(row, W->cols, c0 + k, &h, &l);
             _mm512_store_si512((void *)(a + (size_t)k * 2048 + 64 * i), h);
             _mm512_store_si512((void *)(a + (size_t)k * 2048 + 1024 + 64 * i), l);
         }
@@ -683,24 +677,22 @@ KERNELS_INLINE void f16_unit_group(const uint8_t *a0, const uint8_t *a1, const u
 
 struct f16_job {
     const struct kernels_tensor_view *W;
-    int64_t rb, re, nc, np;
-    int G, kch; /* token groups; chunks per column range */
-    const uint8_t *bq; /* [G][nc] 2 KiB */
-    uint8_t *abuf;     /* 2 panels x F16_KCH x 2 KiB */
-    float *cbuf;       /* [np][G] 256 floats */
+    int64_t rb, nc, np; /* first row; chunks of 32 columns; panels of 16 rows */
+    int G;              /* token groups of 16 */
+    const uint8_t *bq;  /* [G][nc] 2 KiB */
+    uint8_t *abuf;      /* 2 panels x F16_KCH x 2 KiB */
+    float *cbuf;        /* [np][G] 16 x 16 sums */
 };
 
-/* panels p, p + 1 (when there) over chunks [c0, c0 + F16_KCH) and every token group */
+/* panels p and p + 1 (when there) over chunks [c0, c0 + F16_KCH) and every token group */
 static void f16_unit(const struct f16_job *j, int64_t p, int64_t c0)
 {
-    int nk = j->nc - c0 < j->kch ? (int)(j->nc - c0) : j->kch;
+    int nk = j->nc - c0 < F16_KCH ? (int)(j->nc - c0) : F16_KCH;
     int two = p + 1 < j->np;
-    uint8_t *a1 = j->abuf + (size_t)j->kch * 2048;
-    for (int q = 0; q < 1 + two; q++) {
-        int64_t r = j->rb + 16 * (p + q);
-        int nr = j->re - r < 16 ? (int)(j->re - r) : 16;
-        f16_pack_panel(j->W, r, nr, c0, nk, q ? a1 : j->abuf);
-    }
+    uint8_t *a1 = j->abuf + (size_t)F16_KCH * 2048;
+    f16_pack_panel(j->W, j->rb + 16 * p, c0, nk, j->abuf);
+    if (two)
+        f16_pack_panel(j->W, j->rb + 16 * (p + 1), c0, nk, a1);
     for (int g = 0; g < j->G; g++) {
         const uint8_t *b = j->bq + ((size_t)g * (size_t)j->nc + (size_t)c0) * 2048;
         float *cs0 = j->cbuf + ((size_t)p * (size_t)j->G + (size_t)g) * 256;
@@ -712,61 +704,40 @@ static void f16_unit(const struct f16_job *j, int64_t p, int64_t c0)
     }
 }
 
-/* cbuf (16 rows x 16 tokens per panel and group) into y[t * ys + r] */
-static void f16_store(const struct f16_job *j, float *y, size_t ys, int nt)
-{
-    for (int64_t p = 0; p < j->np; p++)
-        for (int g = 0; g < j->G; g++) {
-            const float *cs = j->cbuf + ((size_t)p * (size_t)j->G + (size_t)g) * 256;
-            __m512i v[16];
-            for (int i = 0; i < 16; i++)
-                v[i] = _mm512_load_si512((const void *)(cs + 16 * i));
-            transpose16(v);
-            int64_t r = j->rb + 16 * p;
-            int nr = j->re - r < 16 ? (int)(j->re - r) : 16;
-            __mmask16 m = (__mmask16)((1u << nr) - 1);
-            for (int t = 0; t < 16 && 16 * g + t < nt; t++)
-                _mm512_mask_storeu_epi32(y + (size_t)(16 * g + t) * ys + (size_t)r, m, v[t]);
-        }
-}
-
+/* whole tiles only (kernels_amx_fn): re - rb and n_tok multiples of 16 */
 static int amx_f16(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
                    int n_tok, int64_t rb, int64_t re)
 {
-    struct f16_job j = {.W = W, .rb = rb, .re = re, .nc = (W->cols + 31) / 32,
-                        .np = (re - rb + 15) / 16};
-    if (re <= rb || n_tok <= 0)
-        return 0;
+    struct f16_job j = {.W = W, .rb = rb, .nc = (W->cols + 31) / 32, .np = (re - rb) / 16};
     for (int t0 = 0; t0 < n_tok; t0 += F16_TB) {
         int nt = n_tok - t0 < F16_TB ? n_tok - t0 : F16_TB;
-        j.G = (nt + 15) / 16;
-        j.kch = j.G <= 2 ? (int)j.nc : F16_KCH;
+        j.G = nt / 16;
         size_t b_bytes = (size_t)j.G * (size_t)j.nc * 2048;
-        size_t a_bytes = 2 * (size_t)j.kch * 2048;
+        size_t a_bytes = 2 * (size_t)F16_KCH * 2048;
         size_t c_bytes = (size_t)j.np * (size_t)j.G * 256 * sizeof(float);
         uint8_t *s = scratch(b_bytes + a_bytes + c_bytes);
-        if (!s)
-            return -1; /* only before the first block: scratch never shrinks */
+        if (!s) /* only in the first block (the largest): nothing written yet */
+            return -1;
         j.bq = s;
         j.abuf = s + b_bytes;
         j.cbuf = (float *)(void *)(s + b_bytes + a_bytes);
-        const char *at = (const char *)act + (size_t)t0 * xs;
-        for (int g = 0; g < j.G; g++) {
-            int gt = nt - 16 * g < 16 ? nt - 16 * g : 16;
-            f16_pack_group(at + (size_t)g * 16 * xs, xs, gt, W->cols, j.nc,
+        for (int g = 0; g < j.G; g++)
+            f16_pack_group((const char *)act + (size_t)(t0 + 16 * g) * xs, xs, W->cols, j.nc,
                            s + (size_t)g * (size_t)j.nc * 2048);
-        }
         amx_config(64, 16);
-        if (j.G <= 2) { /* decode: each panel pair whole, its rows read front to back */
+        for (int64_t c0 = 0; c0 < j.nc; c0 += F16_KCH)
             for (int64_t p = 0; p < j.np; p += 2)
-                f16_unit(&j, p, 0);
-        } else {
-            for (int64_t c0 = 0; c0 < j.nc; c0 += F16_KCH)
-                for (int64_t p = 0; p < j.np; p += 2)
-                    f16_unit(&j, p, c0);
-        }
+                f16_unit(&j, p, c0);
         _tile_release();
-        f16_store(&j, y + (size_t)t0 * (size_t)W->rows, (size_t)W->rows, nt);
+        for (int64_t p = 0; p < j.np; p++) /* cbuf rows are weight rows: transpose into y */
+            for (int g = 0; g < j.G; g++) {
+                const float *cs = j.cbuf + ((size_t)p * (size_t)j.G + (size_t)g) * 256;
+                __m512 acc[16];
+                for (int r = 0; r < 16; r++)
+                    acc[r] = _mm512_load_ps(cs + 16 * r);
+                store_transposed(acc, y + (size_t)(t0 + 16 * g) * (size_t)W->rows +
+                                          (size_t)(rb + 16 * p), (size_t)W->rows);
+            }
     }
     return 0;
 }

@@ -46,17 +46,12 @@
 #define F16_KC 512        /* columns per chunk: the float buffer is 16 KiB, part[] 32 KiB;
                            * 256 and 1024 measured slower */
 
-static inline const kernels_fp16 *hrow(const void *base, size_t stride, int k)
-{
-    return (const kernels_fp16 *)((const char *)base + (size_t)k * stride);
-}
-
 /* Widens columns [k0, k0 + kc) of n_x tokens into xf, zero-padded to a multiple of 16. */
 static void widen_chunk(float xf[F16_TOKS][F16_KC], const void *x, size_t xs, int n_x,
                         int64_t k0, int kc)
 {
     for (int t = 0; t < n_x; t++) {
-        const kernels_fp16 *p = hrow(x, xs, t) + k0;
+        const kernels_fp16 *p = kernels_hrow(x, xs, t) + k0;
         for (int i = 0; i < kc; i += 16) {
             __mmask16 m = kc - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (kc - i)) - 1);
             _mm512_store_ps(xf[t] + i, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + i)));
@@ -73,7 +68,7 @@ KERNELS_INLINE void tile_step(__m512 acc[F16_ROWS][F16_TOKS], const kernels_fp16
     __m512 wv[F16_ROWS];
 F16_UNROLL
     for (int r = 0; r < n_r; r++) {
-        const kernels_fp16 *p = hrow(w, ws, r) + i;
+        const kernels_fp16 *p = kernels_hrow(w, ws, r) + i;
         wv[r] = _mm512_cvtph_ps(tail ? _mm256_maskz_loadu_epi16(m, p)
                                      : _mm256_loadu_si256((const __m256i *)p));
     }
@@ -149,7 +144,7 @@ KERNELS_INLINE void call_body(const void *w, size_t ws, int n_r, const void *x, 
         int kc = n - k0 < F16_KC ? (int)(n - k0) : F16_KC;
         widen_chunk(xf, x, xs, n_x, k0, kc);
         for (int r0 = 0; r0 < n_r; r0 += F16_ROWS) {
-            const kernels_fp16 *wr = hrow(w, ws, r0) + k0;
+            const kernels_fp16 *wr = kernels_hrow(w, ws, r0) + k0;
             __m512 *pr = part + r0 * F16_TOKS;
             switch (n_r - r0) {
             case 1: tile_chunk(pr, wr, ws, kc, xf, k0 == 0, 1, n_x); break;
