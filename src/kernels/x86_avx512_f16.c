@@ -17,6 +17,11 @@
  * 4 x 6 tile 85 GFLOP/s, this kernel 105-117, pure FMA peak 168 on this VM.) The partial
  * sums of all the call's rows wait in part[] between chunks and are reduced at the end,
  * 16 rows at a time.
+ *
+ * One token (decode) is bound by memory instead: dec_rows walks whole rows, 4 at a time,
+ * with the same FMA sequence (so the same bits), and asks for the next tile's rows a
+ * tile ahead by software prefetch; the register tile prefetches its next rows the same
+ * way. Measured in docs/PERFORMANCE.md.
  */
 #if defined(__x86_64__)
 
@@ -43,6 +48,7 @@
 #define F16_CALL_ROWS 64  /* rows of a call (tile_rows): dispatch's row block, so each
                            * chunk of tokens is widened once per block; the widening is
                            * then 8 of the 64 + 8 widenings per 16-column step */
+#define F16_DEC_ROWS 4    /* rows walked side by side by a one-token call (dec_tile) */
 #define F16_KC 512        /* columns per chunk: the float buffer is 16 KiB, part[] 32 KiB;
                            * 256 and 1024 measured slower */
 
@@ -66,6 +72,11 @@ KERNELS_INLINE void tile_step(__m512 acc[F16_ROWS][F16_TOKS], const kernels_fp16
                               __mmask16 m, const int n_r, const int n_x)
 {
     __m512 wv[F16_ROWS];
+    if ((i & 31) == 0) {
+F16_UNROLL
+        for (int r = 0; r < n_r; r++) /* the next register tile's rows (see dec_tile) */
+            __builtin_prefetch(kernels_hrow(w, ws, r + n_r) + i, 0, 3);
+    }
 F16_UNROLL
     for (int r = 0; r < n_r; r++) {
         const kernels_fp16 *p = kernels_hrow(w, ws, r) + i;
@@ -134,13 +145,72 @@ static void sum16(const __m512 *v, int n, float *y)
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << n) - 1), e);
 }
 
+/* One token (decode): n_r rows walked whole, side by side, into part[r * F16_TOKS] with
+ * the FMA sequence of the chunked path (16-column steps from 0, the masked tail last), so
+ * the bits are the same. A decode call is bound by memory, not FMAs: whole rows are long
+ * streams for the hardware prefetcher, and each step asks for the next tile's rows at the
+ * same column, a tile ahead (the prefetcher stops at 4 KiB pages). */
+KERNELS_INLINE void dec_tile(__m512 *part, const kernels_fp16 *w, size_t ws,
+                             const kernels_fp16 *x, int64_t n, const int n_r)
+{
+    __m512 acc[F16_DEC_ROWS];
+F16_UNROLL
+    for (int r = 0; r < n_r; r++)
+        acc[r] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        if ((i & 31) == 0) {
+F16_UNROLL
+            for (int r = 0; r < n_r; r++)
+                __builtin_prefetch(kernels_hrow(w, ws, r + n_r) + i, 0, 3);
+        }
+        __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
+F16_UNROLL
+        for (int r = 0; r < n_r; r++) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(kernels_hrow(w, ws, r) + i));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), xv, acc[r]);
+        }
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+F16_UNROLL
+        for (int r = 0; r < n_r; r++) {
+            __m256i h = _mm256_maskz_loadu_epi16(m, kernels_hrow(w, ws, r) + i);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), xv, acc[r]);
+        }
+    }
+F16_UNROLL
+    for (int r = 0; r < n_r; r++)
+        part[r * F16_TOKS] = acc[r];
+}
+
+static void dec_rows(__m512 *part, const void *w, size_t ws, int n_r, const void *x,
+                     int64_t n)
+{
+    const kernels_fp16 *xh = kernels_hrow(x, 0, 0);
+    for (int r0 = 0; r0 < n_r; r0 += F16_DEC_ROWS) {
+        const kernels_fp16 *wr = kernels_hrow(w, ws, r0);
+        __m512 *pr = part + r0 * F16_TOKS;
+        switch (n_r - r0) {
+        case 1: dec_tile(pr, wr, ws, xh, n, 1); break;
+        case 2: dec_tile(pr, wr, ws, xh, n, 2); break;
+        case 3: dec_tile(pr, wr, ws, xh, n, 3); break;
+        default: dec_tile(pr, wr, ws, xh, n, F16_DEC_ROWS); break;
+        }
+    }
+}
+_Static_assert(F16_DEC_ROWS == 4, "dec_rows switches over 1..4 rows");
+
 /* One call: n_r rows x n_x tokens (n_x constant), chunk by chunk. */
 KERNELS_INLINE void call_body(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                               int64_t n, float *y, size_t ys, const int n_x)
 {
     _Alignas(64) float xf[F16_TOKS][F16_KC];
     __m512 part[F16_CALL_ROWS * F16_TOKS];
-    for (int64_t k0 = 0; k0 < n; k0 += F16_KC) {
+    if (n_x == 1)
+        dec_rows(part, w, ws, n_r, x, n);
+    for (int64_t k0 = 0; n_x > 1 && k0 < n; k0 += F16_KC) {
         int kc = n - k0 < F16_KC ? (int)(n - k0) : F16_KC;
         widen_chunk(xf, x, xs, n_x, k0, kc);
         for (int r0 = 0; r0 < n_r; r0 += F16_ROWS) {

@@ -591,7 +591,7 @@ static void test_matmul_f16_tiles(void **state)
     enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
-    static const int toks[] = {2, 3, 4, 5, 6, 7, 9, 17};
+    static const int toks[] = {1, 2, 3, 4, 5, 6, 7, 9, 17};
     static const int cols[] = {1, 15, 16, 17, 100, 1031};
     for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
         for (size_t ki = 0; ki < sizeof toks / sizeof toks[0]; ki++)
@@ -607,9 +607,11 @@ static void test_matmul_f16_tiles(void **state)
  * reference within TOL_SUM_ORDER (sizes with partial row and token tiles, and with more
  * than one row block: the 6144 and 11008 columns make each row block 16 rows), and bit
  * for bit: every token alone (one token never uses AMX) and every row range of 16 gives
- * exactly what the whole batch gave, which is what batch invariance needs.
+ * exactly what the whole batch gave, which is what batch invariance needs (check_bits,
+ * which the AVX-512 F16 tile's test below uses too).
  */
-static void check_amx_bits(enum kernels_type t, int rows, int cols, int n_tok)
+static void check_bits(enum kernels_isa isa, enum kernels_type t, int rows, int cols,
+                       int n_tok)
 {
     struct mat m;
     mat_make(&m, t, rows, cols);
@@ -621,15 +623,15 @@ static void check_amx_bits(enum kernels_type t, int rows, int cols, int n_tok)
     float *yb = malloc(sizeof(float) * (size_t)n_tok * rows);
     float *y1 = malloc(sizeof(float) * (size_t)rows);
     float *yr = malloc(sizeof(float) * (size_t)n_tok * rows);
-    assert_int_equal(kernels_init(KERNELS_ISA_AMX), 0);
+    assert_int_equal(kernels_init(isa), 0);
     assert_int_equal(kernels_quantize_act(t, x, cols, n_tok, act), 0);
     assert_int_equal(kernels_matmul_q(&W, act, yb, n_tok, 0, rows), 0);
     for (int k = 0; k < n_tok; k++) {
         assert_int_equal(kernels_matmul_q(&W, (char *)act + arb * (size_t)k, y1, 1, 0, rows), 0);
         for (int r = 0; r < rows; r++)
             if (!(y1[r] == yb[(size_t)k * rows + r])) {
-                fprintf(stderr, "amx %s %dx%d tok %d/%d row %d: alone %.9g, batch %.9g\n",
-                        kernels_type_name(t), rows, cols, k, n_tok, r, y1[r],
+                fprintf(stderr, "isa %d %s %dx%d tok %d/%d row %d: alone %.9g, batch %.9g\n",
+                        (int)isa, kernels_type_name(t), rows, cols, k, n_tok, r, y1[r],
                         yb[(size_t)k * rows + r]);
                 fail();
             }
@@ -642,6 +644,26 @@ static void check_amx_bits(enum kernels_type t, int rows, int cols, int n_tok)
     kernels_init(KERNELS_ISA_REF);
     free(x), free(act), free(yb), free(y1), free(yr);
     mat_free(&m);
+}
+
+/* The AVX-512 F16 tile: a token's bits do not depend on the batch (under 16 tokens, so
+ * no AMX), the one-token path (whole rows, dec_tile) included: partial row tiles, column
+ * tails, more than one 512-column chunk, more than one call per row block. */
+static void test_matmul_f16_bits(void **state)
+{
+    (void)state;
+    if (kernels_init(KERNELS_ISA_AVX512) != 0) {
+        kernels_init(KERNELS_ISA_REF);
+        fprintf(stderr, "  no AVX-512 on this CPU: the F16 tile's batch invariance not tested\n");
+        skip();
+    }
+    static const int rows[] = {1, 3, 5, 13, 67};
+    static const int toks[] = {2, 5, 9, 15};
+    static const int cols[] = {15, 100, 1031};
+    for (size_t ri = 0; ri < 5; ri++)
+        for (size_t ki = 0; ki < 4; ki++)
+            check_bits(KERNELS_ISA_AVX512, KERNELS_F16, rows[ri], cols[(ri + ki) % 3],
+                       toks[ki]);
 }
 
 static void test_matmul_amx(void **state)
@@ -663,11 +685,11 @@ static void test_matmul_amx(void **state)
             for (size_t ki = 0; ki < 5; ki++) {
                 int cols = qk * (int)(1 + (ri + ki) % 3 * 3); /* 1, 4 and 7 blocks */
                 check_matmul(t, rows[ri], cols, toks[ki], amx, 1);
-                check_amx_bits(t, rows[ri], cols, toks[ki]);
+                check_bits(KERNELS_ISA_AMX, t, rows[ri], cols, toks[ki]);
             }
         int big = t == KERNELS_Q8_0 ? 6144 : 11008;
         check_matmul(t, 40, big, 33, amx, 1);
-        check_amx_bits(t, 40, big, 33);
+        check_bits(KERNELS_ISA_AMX, t, 40, big, 33);
     }
     /* F16 on AMX-BF16 (exact products, so TOL_SUM_ORDER; not bit-identical with the
      * AVX-512 F16 tile, which takes the leftovers): column counts off the 32-column chunk
@@ -903,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_matmul_all_types),
         cmocka_unit_test(test_matmul_tile_remainders),
         cmocka_unit_test(test_matmul_f16_tiles),
+        cmocka_unit_test(test_matmul_f16_bits),
         cmocka_unit_test(test_matmul_amx),
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
