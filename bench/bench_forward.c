@@ -3,7 +3,7 @@
  * as llama.cpp's llama-bench measures them.
  *
  *   bench_forward MODEL.gguf [-t threads=2] [-p prompt=512] [-n gen=128] [-r reps=3]
- *                 [--float] [--kv f32] [--ttft]
+ *                 [--float] [--kv f32] [--mmap] [--ttft]
  *
  * pp: the prompt (synthetic token ids) as one batch into an empty sequence.
  * tg: n tokens fed one per call into an empty sequence (as llama-bench's tg test).
@@ -12,6 +12,7 @@
  * mean ± sample standard deviation of tokens/s and the best run.
  * --float uses float activations (the faithful path) instead of quantized activations
  * (llama.cpp's arithmetic, the default here as in llama-bench).
+ * --mmap maps the file instead of reading it into huge-page memory (deepseek's --mmap).
  * --ttft prints the time from the start of main() to the logits of an 8-token prompt
  * (model open + context + first batch), then exits.
  */
@@ -77,7 +78,7 @@ static void report(const char *name, const double *v, int r)
 static int usage(const char *prog)
 {
     fprintf(stderr, "usage: %s MODEL.gguf [-t threads] [-p prompt] [-n gen] [-r reps] "
-            "[--float] [--kv f32] [--ttft]\n", prog);
+            "[--float] [--kv f32] [--mmap] [--ttft]\n", prog);
     return 2;
 }
 
@@ -91,12 +92,15 @@ int main(int argc, char **argv)
     p.n_threads = 2;
     p.matmul = FORWARD_MATMUL_QUANT_ACT;
     int n_prompt = 512, n_gen = 128, reps = 3, ttft = 0;
+    enum gguf_load load = GGUF_LOAD_READ;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--float"))
             p.matmul = FORWARD_MATMUL_FLOAT;
         else if (!strcmp(a, "--ttft"))
             ttft = 1;
+        else if (!strcmp(a, "--mmap"))
+            load = GGUF_LOAD_MMAP;
         else if (v && !strcmp(a, "--kv"))
             p.kv_type = strcmp(argv[++i], "f32") ? KERNELS_F16 : KERNELS_F32;
         else if (v && !strcmp(a, "-t"))
@@ -125,7 +129,7 @@ int main(int argc, char **argv)
     double *tg = calloc((size_t)reps + 1, sizeof(double));
     if (!e || !pp || !tg)
         return 1;
-    if (model_open(argv[1], &m, &err) || forward_new(m, &p, &f, &err)) {
+    if (model_open_as(argv[1], load, &m, &err) || forward_new(m, &p, &f, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -1,4 +1,5 @@
 /* cli_model: model, tokenizer and forward-context setup shared by generate and bench. */
+#define LOG_MODULE "model"
 #include "cli/cli_model.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "base/cpu.h"
+#include "base/log.h"
 #include "kernels/kernels.h"
 
 int cli_model_open(const struct config *cfg, struct cli_model *cm, struct err *err)
@@ -18,7 +20,13 @@ int cli_model_open(const struct config *cfg, struct cli_model *cm, struct err *e
     int rc = kernels_init(isa < 0 ? KERNELS_ISA_AUTO : (enum kernels_isa)isa);
     if (rc)
         return err_set(err, rc, "kernels = %s: this CPU does not support it", cfg->kernels);
-    rc = model_open(cfg->model, &cm->model, err);
+    rc = model_open_as(cfg->model, cfg->mmap ? GGUF_LOAD_MMAP : GGUF_LOAD_READ, &cm->model,
+                       err);
+    if (rc == ERR_NOMEM && !cfg->mmap) {
+        /* too large to read into memory: mapped, it still runs (paging from disk) */
+        LOG(WARN, "%s; mapping it instead", err->msg);
+        rc = model_open_as(cfg->model, GGUF_LOAD_MMAP, &cm->model, err);
+    }
     if (!rc)
         rc = tokenizer_load(model_gguf(cm->model), &cm->tok, err);
     if (rc) {

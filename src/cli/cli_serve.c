@@ -8,6 +8,7 @@
 #define LOG_MODULE "serve"
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -50,11 +51,18 @@ static int serve_run(struct config *cfg)
         fprintf(stderr, "deepseek serve: %s\n", err.msg);
     struct cli_model cm;
     LOG(INFO, "loading %s", cfg->model);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (cli_model_open(cfg, &cm, &err)) {
         LOG(ERROR, "%s", err.msg);
         log_close();
         return 2;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    LOG(INFO, "model %s: %.1f MB %s in %.2f s", cfg->model,
+        (double)gguf_file_size(model_gguf(cm.model)) / 1e6,
+        cfg->mmap ? "mapped (--mmap)" : "read into memory", (double)(t1.tv_sec - t0.tv_sec) +
+        (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     char name[256];
     serve_model_name(cfg->model, name, sizeof name);
     struct server_params sp = {.cfg = cfg, .model = cm.model, .tok = cm.tok,

@@ -76,6 +76,8 @@
       "Most tokens in one forward step; longer prompts are processed in chunks.")            \
     X(kv_type, ENUM, "f16", "", "", "f16|f32", 0, NULL,                                       \
       "Element type of the KV cache.")                                                        \
+    X(mmap, BOOL, "false", "", "", "", 0, NULL,                                              \
+      "Map the model file instead of reading it into huge-page memory (slower decode).")     \
     X(kernels, ENUM, "auto", "", "", "auto|ref|avx2|avx512|amx", 0, NULL,                     \
       "Compute kernels: auto = fastest this CPU has; ref = scalar reference (slow, checks).") \
     X(temperature, FLOAT, "0.8", "0", "2", "", 0, NULL,                                       \

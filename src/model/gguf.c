@@ -188,7 +188,9 @@ struct gguf {
     char *name;
     const uint8_t *base;
     uint64_t size;
-    bool mapped;
+    bool mapped;        /* base is ours to munmap, map_len bytes */
+    size_t map_len;
+    int fd;             /* GGUF_LOAD_READ: the file, kept open (see gguf_open_as); else -1 */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -710,6 +712,8 @@ static struct gguf *gguf_alloc(const char *name)
         free(g);
         g = NULL;
     }
+    if (g)
+        g->fd = -1;
     return g;
 }
 
@@ -732,7 +736,76 @@ int gguf_open_memory(const void *data, size_t size, const char *name, struct ggu
     return 0;
 }
 
+/* 2 MiB: the x86-64 transparent huge page. */
+#define GGUF_HUGE_PAGE ((size_t)2 << 20)
+
+/* GGUF_LOAD_READ: the file's bytes in private anonymous memory aligned to a huge page
+ * (so the whole range can use them), read-only once filled. *len = the mapping's
+ * length, for munmap. */
+/* MemAvailable of /proc/meminfo in bytes, or 0 when it cannot be read. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    char line[128];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+static int read_file(int fd, const char *path, size_t size, void **out, size_t *len,
+                     struct err *err)
+{
+    /* Refused up front: an allocation the kernel grants lazily would otherwise end in
+     * the OOM killer halfway through the read. The file's own cached pages count as
+     * available, so a file in the page cache is not refused for being cached. */
+    uint64_t avail = mem_available();
+    if (avail && size > avail)
+        return err_set(err, ERR_NOMEM, "%s: %zu bytes do not fit the %" PRIu64 " bytes of "
+                       "available memory (--mmap maps the file instead)", path, size, avail);
+    size_t want = (size + GGUF_HUGE_PAGE - 1) / GGUF_HUGE_PAGE * GGUF_HUGE_PAGE;
+    char *raw = mmap(NULL, want + GGUF_HUGE_PAGE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return err_errno(err, ERR_NOMEM, errno, "%s: cannot allocate %zu bytes to read it "
+                         "into (--mmap maps it instead)", path, size);
+    size_t lead = (GGUF_HUGE_PAGE - (uintptr_t)raw % GGUF_HUGE_PAGE) % GGUF_HUGE_PAGE;
+    if (lead)
+        munmap(raw, lead);
+    munmap(raw + lead + want, GGUF_HUGE_PAGE - lead);
+    char *buf = raw + lead;
+    (void)madvise(buf, want, MADV_HUGEPAGE); /* a hint: without THP it still works */
+    (void)posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_SEQUENTIAL);
+    for (size_t done = 0; done < size;) {
+        size_t n = size - done < ((size_t)1 << 30) ? size - done : (size_t)1 << 30;
+        ssize_t k = pread(fd, buf + done, n, (off_t)done);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int e = errno;
+            munmap(buf, want);
+            if (k < 0)
+                return err_errno(err, ERR_IO, e, "%s: read failed at offset %zu", path, done);
+            return err_set(err, ERR_IO, "%s: file ended at offset %zu while reading %zu "
+                           "bytes (changed while open?)", path, done, size);
+        }
+        done += (size_t)k;
+    }
+    (void)mprotect(buf, want, PROT_READ); /* weights are immutable; a stray write faults */
+    *out = buf;
+    *len = want;
+    return 0;
+}
+
 int gguf_open(const char *path, struct gguf **out, struct err *err)
+{
+    return gguf_open_as(path, GGUF_LOAD_MMAP, out, err);
+}
+
+int gguf_open_as(const char *path, enum gguf_load load, struct gguf **out, struct err *err)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -741,6 +814,7 @@ int gguf_open(const char *path, struct gguf **out, struct err *err)
     struct stat st;
     int rc = 0;
     void *map = MAP_FAILED;
+    size_t map_len = 0;
     if (fstat(fd, &st) != 0)
         rc = err_errno(err, ERR_IO, errno, "%s: cannot stat", path);
     else if (!S_ISREG(st.st_mode))
@@ -748,19 +822,33 @@ int gguf_open(const char *path, struct gguf **out, struct err *err)
     else if (st.st_size < 4)
         rc = err_set(err, ERR_FORMAT, "%s: file is %lld bytes, too small for a GGUF header",
                      path, (long long)st.st_size);
+    else if (load == GGUF_LOAD_READ)
+        rc = read_file(fd, path, (size_t)st.st_size, &map, &map_len, err);
     else if ((map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
         rc = err_errno(err, ERR_IO, errno, "%s: cannot map", path);
-    close(fd);
+    else
+        map_len = (size_t)st.st_size;
+    /* A read file's descriptor stays open while its bytes are held: `deepseek wipe`
+     * finds the users of a file through /proc/PID/fd and maps, and must still refuse to
+     * shred a model a server is running (docs/OPERATIONS.md). */
+    if (rc || load != GGUF_LOAD_READ) {
+        close(fd);
+        fd = -1;
+    }
     if (rc)
         return rc;
     struct gguf *g = gguf_alloc(path);
     if (!g) {
-        munmap(map, (size_t)st.st_size);
+        munmap(map, map_len);
+        if (fd >= 0)
+            close(fd);
         return err_set(err, ERR_NOMEM, "%s: out of memory", path);
     }
+    g->fd = fd;
     g->base = map;
     g->size = (uint64_t)st.st_size;
     g->mapped = true;
+    g->map_len = map_len;
     if ((rc = gguf_parse(g, err))) {
         gguf_close(g);
         return rc;
@@ -785,7 +873,9 @@ void gguf_close(struct gguf *g)
     free(g->kv_by_key);
     free(g->tensor_by_name);
     if (g->mapped)
-        munmap((void *)g->base, g->size);
+        munmap((void *)g->base, g->map_len);
+    if (g->fd >= 0)
+        close(g->fd);
     free(g->name);
     free(g);
 }

@@ -2,10 +2,10 @@
  * gguf: the GGUF file format (v2 and v3), reading and writing. File format only:
  * no knowledge of architectures, tokenizers or kernels.
  *
- * Reading maps the file read-only (or borrows a caller's buffer) and validates the
- * whole header at open: every count, length, offset and size is checked against the
- * file length and for overflow before use, so accessors never fail on a handle that
- * opened. Metadata keys and tensor names are copied (NUL-terminated); string values
+ * Reading maps the file read-only, or reads it into memory (gguf_open_as), or borrows
+ * a caller's buffer, and validates the whole header at open: every count, length,
+ * offset and size is checked against the file length and for overflow before use, so
+ * accessors never fail on a handle that opened. Metadata keys and tensor names are copied (NUL-terminated); string values
  * and tensor data point into the mapping and live as long as the handle.
  *
  * Errors name the file, the key or tensor, and the byte offset:
@@ -97,8 +97,19 @@ struct gguf_tensor {
     const void *data;      /* points into the mapping (aligned to the file's alignment) */
 };
 
+/* How an opened file's bytes are held. */
+enum gguf_load {
+    GGUF_LOAD_MMAP, /* a read-only file mapping: nothing copied, the page cache shared */
+    GGUF_LOAD_READ  /* read into private anonymous memory, 2 MiB-aligned and advised
+                     * MADV_HUGEPAGE, then made read-only: fewer TLB misses when the
+                     * weights are streamed (decode), at the cost of a copy at open;
+                     * the file stays open, so the process is still seen as its user */
+};
+
 /* Opens and validates `path` (mmap, read-only). On success *out owns the mapping. */
 int gguf_open(const char *path, struct gguf **out, struct err *err);
+/* The same, holding the bytes as `load` says. */
+int gguf_open_as(const char *path, enum gguf_load load, struct gguf **out, struct err *err);
 
 /* Validates a buffer the caller keeps alive for the handle's lifetime (borrows
  * data). `name` is used in error messages. Used by the fuzz target and tests. */

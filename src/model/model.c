@@ -729,9 +729,15 @@ int model_load(const struct gguf *g, struct model **out, struct err *err)
 
 int model_open(const char *path, struct model **out, struct err *err)
 {
+    return model_open_as(path, GGUF_LOAD_MMAP, out, err);
+}
+
+int model_open_as(const char *path, enum gguf_load load, struct model **out,
+                  struct err *err)
+{
     struct gguf *g;
     *out = NULL;
-    int rc = gguf_open(path, &g, err);
+    int rc = gguf_open_as(path, load, &g, err);
     if (rc)
         return rc;
     rc = model_load(g, out, err);

@@ -5,9 +5,9 @@
  * hyper-parameter keys, and then locates and validates every tensor the architecture needs: a missing
  * tensor, a shape that does not match the hyper-parameters or an element type the
  * kernels cannot multiply is an error naming the file and the tensor. The weights are
- * kernels_tensor_views into the file's mapping: nothing is copied, except for deepseek2
- * files with an unsplit attn_kv_b (older converters), whose attn_k_b / attn_v_b the
- * model builds at load and owns (docs/DEEPSEEK2.md).
+ * kernels_tensor_views into the file's bytes, mapped or read (model_open_as), not copied
+ * again, except for deepseek2 files with an unsplit attn_kv_b (older converters), whose
+ * attn_k_b / attn_v_b the model builds at load and owns (docs/DEEPSEEK2.md).
  *
  * Ownership: model_open owns the gguf it opens; model_load borrows a gguf that must
  * outlive the model. A model is immutable after loading: any thread may read it, and
@@ -66,6 +66,9 @@ struct model_hparams {
 
 /* Opens `path` and loads it; the model owns the mapping. */
 int model_open(const char *path, struct model **out, struct err *err);
+/* The same, holding the file as `load` says (gguf_open_as). */
+int model_open_as(const char *path, enum gguf_load load, struct model **out,
+                  struct err *err);
 /* Loads from an open gguf, which the model borrows. */
 int model_load(const struct gguf *g, struct model **out, struct err *err);
 void model_free(struct model *m); /* accepts NULL */

@@ -85,6 +85,18 @@ ids=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.ar
     --logits-out "$TMP/b" >"$TMP/idb" 2>"$TMP/err"
 if cmp -s "$TMP/a" "$TMP/b" && cmp -s "$TMP/ida" "$TMP/idb"; then ok "-p text = --prompt-ids ($(cat "$TMP/idb"))"
 else fail "-p text differs from --prompt-ids: $(cat "$TMP/ida") vs $(cat "$TMP/idb")"; fi
+# --mmap (the file mapped) computes what the default (the file read into memory) does
+"$DS_BIN" generate -m "$M" --mmap --prompt-ids "$ids" -n 4 --temp 0 --ids --logits-out "$TMP/c" \
+    >"$TMP/idc" 2>"$TMP/err"
+if cmp -s "$TMP/a" "$TMP/c" && cmp -s "$TMP/ida" "$TMP/idc"; then ok "--mmap = read into memory"
+else fail "--mmap differs: $(cat "$TMP/ida") vs $(cat "$TMP/idc") ($(cat "$TMP/err"))"; fi
+# a file larger than the available memory (sparse, 1 TiB) is mapped instead, with a warning
+cp "$M" "$TMP/big.gguf" && truncate -s 1T "$TMP/big.gguf"
+"$DS_BIN" generate -m "$TMP/big.gguf" --prompt-ids "$ids" -n 4 --temp 0 --ids >"$TMP/idd" 2>"$TMP/err"
+if cmp -s "$TMP/ida" "$TMP/idd" && grep -q "available memory.*mapping it instead" "$TMP/err"; then
+    ok "a model larger than memory is mapped, with a warning"
+else fail "1 TiB sparse model: $(cat "$TMP/idd") ($(cat "$TMP/err"))"; fi
+rm -f "$TMP/big.gguf"
 
 # 3. seeded sampling at temperature 0.8: same seed, same text; another seed, other text
 run_seed() { "$DS_BIN" generate -m "$M" -p "Once upon a time" -n 12 --temp 0.8 --seed "$1" --ids 2>/dev/null; }

@@ -1,5 +1,5 @@
 # `deepseek wipe --stop-server` against a real `deepseek serve` holding a copy of a tiny
-# model (mapped): plain wipe refuses naming the server; --dry-run says what it would
+# model (held open): plain wipe refuses naming the server; --dry-run says what it would
 # stop and stops nothing; another holder (sleep) makes it refuse and leave both
 # processes running; then it stops the server with SIGTERM (its log shows the drain),
 # wipes, and records server.stop in the audit log. A server that ignores SIGTERM
@@ -57,8 +57,10 @@ M="$TMP/model.gguf"
 cp "$SRC" "$M"
 sum0=$(sha256sum <"$M")
 start_server "$M"
-grep -q "$(stat -c %i "$M")" "/proc/$SPID/maps" && ok "the server maps the model copy" ||
-    fail "server does not map $M"
+# the server reads the model into memory and keeps it open (--mmap would map it)
+for fd in /proc/"$SPID"/fd/*; do [ "$(readlink "$fd")" = "$M" ] && held=$fd; done
+[ -n "${held:-}" ] && ok "the server holds the model copy open ($held)" ||
+    fail "server does not hold $M open"
 
 # ---- without --stop-server: refused, the server named ----
 expect_exit 3 W "$M"

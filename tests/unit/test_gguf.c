@@ -514,6 +514,67 @@ static void test_writer_round_trip(void **state)
     }
 }
 
+/* GGUF_LOAD_READ holds the same bytes as the mapping, from a 2 MiB-aligned base (so the
+ * kernel can back it with huge pages), and refuses what the mapping refuses, with the
+ * same message. */
+static void test_load_read(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/read.gguf", tmpdir);
+    write_sample(path, 32);
+    struct gguf *gm, *gr;
+    struct err e;
+    if (gguf_open_as(path, GGUF_LOAD_MMAP, &gm, &e) || gguf_open_as(path, GGUF_LOAD_READ, &gr, &e))
+        fail_msg("%s", e.msg);
+    check_sample(gr, 32);
+    assert_int_equal(gguf_file_size(gr), gguf_file_size(gm));
+    assert_int_equal(gguf_n_kv(gr), gguf_n_kv(gm));
+    for (int64_t i = 0; i < gguf_n_tensors(gm); i++) {
+        const struct gguf_tensor *a = gguf_tensor(gm, i), *b = gguf_tensor(gr, i);
+        assert_int_equal(a->nbytes, b->nbytes);
+        assert_ptr_not_equal(a->data, b->data);
+        assert_memory_equal(a->data, b->data, a->nbytes);
+        uintptr_t base = (uintptr_t)b->data - gguf_data_offset(gr) - b->offset;
+        assert_int_equal(base % ((uintptr_t)2 << 20), 0);
+    }
+    gguf_close(gr);
+    gguf_close(gm);
+
+    /* Cut inside the data: both modes name the tensor whose data runs past the end. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    fclose(f);
+    assert_int_equal(truncate(path, size - 1), 0);
+    struct err em;
+    assert_int_equal(gguf_open_as(path, GGUF_LOAD_MMAP, &gm, &em), ERR_FORMAT);
+    assert_int_equal(gguf_open_as(path, GGUF_LOAD_READ, &gr, &e), ERR_FORMAT);
+    assert_null(gr);
+    assert_string_equal(e.msg, em.msg);
+    assert_non_null(strstr(e.msg, "data ends at byte"));
+
+    /* Larger than the available memory (a sparse 1 TiB file): refused before any read,
+     * naming the way out; the mapping still opens it. */
+    write_sample(path, 32);
+    if (truncate(path, (off_t)1 << 40) == 0) {
+        assert_int_equal(gguf_open_as(path, GGUF_LOAD_READ, &gr, &e), ERR_NOMEM);
+        assert_null(gr);
+        assert_non_null(strstr(e.msg, "available memory (--mmap maps the file instead)"));
+        if (gguf_open_as(path, GGUF_LOAD_MMAP, &gm, &e))
+            fail_msg("%s", e.msg);
+        check_sample(gm, 32);
+        gguf_close(gm);
+    }
+    unlink(path);
+
+    assert_int_equal(gguf_open_as("/nonexistent/x.gguf", GGUF_LOAD_READ, &gr, &e), ERR_IO);
+    assert_non_null(strstr(e.msg, "/nonexistent/x.gguf"));
+    assert_int_equal(gguf_open_as(tmpdir, GGUF_LOAD_READ, &gr, &e), ERR_IO);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+}
+
 static void test_writer_failure_leaves_no_file(void **state)
 {
     (void)state;
@@ -1045,6 +1106,7 @@ int main(void)
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_vocab_files),
         cmocka_unit_test(test_writer_round_trip),
+        cmocka_unit_test(test_load_read),
         cmocka_unit_test(test_writer_failure_leaves_no_file),
         cmocka_unit_test(test_all_scalar_types_copy),
         cmocka_unit_test(test_corrupt_header),
