@@ -555,6 +555,27 @@ static void test_load_read(void **state)
     assert_string_equal(e.msg, em.msg);
     assert_non_null(strstr(e.msg, "data ends at byte"));
 
+    /* 100 MiB + 12345 bytes (read by several threads, the last share partial): every
+     * byte lands where the mapping has it; markers every 3 MiB + 1 catch a share read to
+     * the wrong place. */
+    write_sample(path, 32);
+    const off_t big = ((off_t)100 << 20) + 12345;
+    assert_int_equal(truncate(path, big), 0);
+    FILE *fb = fopen(path, "r+b");
+    assert_non_null(fb);
+    for (off_t at = 4096; at < big - 8; at += ((off_t)3 << 20) + 1) {
+        assert_int_equal(fseeko(fb, at, SEEK_SET), 0);
+        assert_int_equal(fwrite(&at, sizeof at, 1, fb), 1);
+    }
+    fclose(fb);
+    if (gguf_open_as(path, GGUF_LOAD_MMAP, &gm, &e) || gguf_open_as(path, GGUF_LOAD_READ, &gr, &e))
+        fail_msg("%s", e.msg);
+    const struct gguf_tensor *tm = gguf_tensor(gm, 0), *tr = gguf_tensor(gr, 0);
+    assert_memory_equal((const char *)tm->data - gguf_data_offset(gm) - tm->offset,
+                        (const char *)tr->data - gguf_data_offset(gr) - tr->offset, (size_t)big);
+    gguf_close(gr);
+    gguf_close(gm);
+
     /* Larger than the available memory (a sparse 1 TiB file): refused before any read,
      * naming the way out; the mapping still opens it. */
     write_sample(path, 32);
