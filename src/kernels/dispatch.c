@@ -6,12 +6,48 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "kernels/impl.h"
 
 struct kernels_table kernels_tab;
+
+/* ------------------------------------------------------------ per-thread scratch */
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static __thread void *t_scratch;
+static __thread size_t t_scratch_cap;
+
+static void scratch_free(void *p)
+{
+    free(p);
+}
+
+static void scratch_make_key(void)
+{
+    if (pthread_key_create(&g_scratch_key, scratch_free) != 0)
+        abort(); /* only when the process is out of keys: our bug */
+}
+
+void *kernels_scratch(size_t need)
+{
+    pthread_once(&g_scratch_once, scratch_make_key);
+    if (need <= t_scratch_cap)
+        return t_scratch;
+    size_t cap = (need + need / 4 + 4095) & ~(size_t)4095;
+    void *p = aligned_alloc(64, cap);
+    if (!p)
+        return NULL;
+    free(t_scratch);
+    t_scratch = p;
+    t_scratch_cap = cap;
+    pthread_setspecific(g_scratch_key, p);
+    return p;
+}
 static enum kernels_isa g_isa = KERNELS_ISA_REF;
 static int g_ready;
 
@@ -349,16 +385,15 @@ int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float
     int tr = kernels_tab.tile_rows[W->type], tt = kernels_tab.tile_toks[W->type];
     if (tr < 1 || tt < 1)
         tile = NULL;
-    kernels_amx_fn amx = kernels_tab.amx_q[W->type];
+    kernels_gemm_fn gemm = kernels_tab.gemm_q[W->type];
     kernels_dot_fn dot = kernels_tab.dot_q[W->type];
     nx = nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX;
-    if (amx && n_tok >= kernels_tab.amx_min_tok[W->type] && n_tok >= 16 &&
+    if (gemm && n_tok >= kernels_tab.gemm_min_tok[W->type] && n_tok >= 16 &&
         row_end - row_begin >= 16) {
-        /* whole 16 x 16 tiles on the matrix unit, the rest on the (bit-identical) tile
-         * or dot */
+        /* whole 16 x 16 tiles there, the rest on the (bit-identical) tile or dot */
         int n16 = n_tok / 16 * 16;
         int64_t r16 = row_begin + (row_end - row_begin) / 16 * 16;
-        if (amx(W, act, stride, y, n16, row_begin, r16) == 0) {
+        if (gemm(W, act, stride, y, n16, row_begin, r16) == 0) {
             if (r16 < row_end)
                 run_rows(dot, nx, tile, tr, tt, W, act, stride, y, n16, r16, row_end);
             if (n16 < n_tok)

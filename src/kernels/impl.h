@@ -100,15 +100,16 @@ typedef void (*kernels_tile_fn)(const void *w, size_t w_stride, int n_r, const v
                                 size_t y_stride);
 
 /*
- * Matrix-unit product (x86_amx.c) of whole 16 x 16 tiles: y as kernels_matmul_q for rows
- * [rb, re), re - rb a multiple of 16, and tokens [0, n_tok), n_tok a multiple of 16;
- * activations of kernels_act_type with row stride xs. Its results equal the type's
- * tile_q bit for bit (the rows and tokens left over run there, and batch invariance
- * rests on the two agreeing). Returns 0, or -1 when it could not get scratch memory
- * (nothing written: the caller runs tile_q instead).
+ * Large-batch product of whole 16 x 16 tiles, which packs its operands per call (the
+ * AMX kernels of x86_amx.c; the AVX-512 F16 GEMM of x86_avx512_f16.c): y as
+ * kernels_matmul_q for rows [rb, re), re - rb a multiple of 16, and tokens [0, n_tok),
+ * n_tok a multiple of 16; activations of kernels_act_type with row stride xs. Its
+ * results equal the type's tile_q bit for bit, except AMX F16 (the rows and tokens left
+ * over run there, and batch invariance rests on the two agreeing). Returns 0, or -1 when
+ * it could not get scratch memory (nothing written: the caller runs tile_q instead).
  */
-typedef int (*kernels_amx_fn)(const struct kernels_tensor_view *W, const void *act, size_t xs,
-                              float *y, int n_tok, int64_t rb, int64_t re);
+typedef int (*kernels_gemm_fn)(const struct kernels_tensor_view *W, const void *act,
+                               size_t xs, float *y, int n_tok, int64_t rb, int64_t re);
 
 struct kernels_table {
     kernels_dot_fn dot_f32[KERNELS_NTYPES];
@@ -123,9 +124,10 @@ struct kernels_table {
      * tokens per call unpack each weight block fewer times in a prefill, where the ISA
      * has the registers to hold that many accumulators (AVX-512: 32). */
     int dot_q_nx[KERNELS_NTYPES];
-    /* optional: AMX products, used from amx_min_tok tokens on */
-    kernels_amx_fn amx_q[KERNELS_NTYPES];
-    int amx_min_tok[KERNELS_NTYPES];
+    /* optional: large-batch products, used from gemm_min_tok tokens on (their packing
+     * pays off only over many tokens) */
+    kernels_gemm_fn gemm_q[KERNELS_NTYPES];
+    int gemm_min_tok[KERNELS_NTYPES];
     void (*quantize_q8_0_act)(const float *x, void *y, int64_t n);
     void (*quantize_q8_K_act)(const float *x, void *y, int64_t n);
     void (*f32_to_f16)(const float *x, kernels_fp16 *y, int64_t n);
@@ -156,6 +158,14 @@ void kernels_avx512_f16_fill(struct kernels_table *t); /* x86_avx512_f16.c */
 void kernels_avx512_canon_fill(struct kernels_table *t);
 int kernels_amx_usable(void);                   /* x86_amx.c: CPU has it, OS allows it */
 void kernels_amx_fill(struct kernels_table *t); /* x86_amx.c */
+
+/*
+ * This thread's packing scratch for the large-batch products (gemm_q): at least `need`
+ * bytes, 64-aligned, grow-only (contents not kept across a growth), freed when the
+ * thread exits; NULL when out of memory, and the caller then runs the tiles. One buffer
+ * per thread, so a kernel must not hold it across a call to another that uses it.
+ */
+void *kernels_scratch(size_t need);
 
 /* reference pieces the SIMD files and dispatch.c call directly */
 void ref_dequantize_row(enum kernels_type t, const void *src, float *dst, int64_t n);

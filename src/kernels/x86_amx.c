@@ -30,7 +30,7 @@
  * result does not depend on its batch (test_kernels checks the bits).
  *
  * Threading: tile state is per thread; each call loads its tile configuration and
- * releases it. Packing scratch is per thread (grow-only, freed when the thread exits).
+ * releases it. Packing scratch is per thread (kernels_scratch).
  * Linux only runs AMX code after the process asked for the tile data state
  * (arch_prctl ARCH_REQ_XCOMP_PERM): kernels_amx_usable() does that once.
  */
@@ -69,39 +69,9 @@ int kernels_amx_usable(void)
 
 /* ------------------------------------------------------------------ scratch, config */
 
-static pthread_key_t g_key;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static __thread void *t_buf;
-static __thread size_t t_cap;
-
-static void scratch_free(void *p)
-{
-    free(p);
-}
-
-static void make_key(void)
-{
-    if (pthread_key_create(&g_key, scratch_free) != 0)
-        abort(); /* only when the process is out of keys: our bug */
-}
-
-/* this thread's scratch of at least `need` bytes, 64-aligned; NULL when out of memory
- * (the caller then runs the AVX-512 tiles, which give the same bits) */
-static void *scratch(size_t need)
-{
-    pthread_once(&g_once, make_key);
-    if (need <= t_cap)
-        return t_buf;
-    size_t cap = (need + need / 4 + 4095) & ~(size_t)4095;
-    void *p = aligned_alloc(64, cap);
-    if (!p)
-        return NULL;
-    free(t_buf);
-    t_buf = p;
-    t_cap = cap;
-    pthread_setspecific(g_key, p);
-    return p;
-}
+/* this thread's scratch (kernels_scratch); NULL when out of memory (the caller then runs
+ * the AVX-512 tiles, which give the same bits) */
+#define scratch kernels_scratch
 
 struct amx_cfg {
     uint8_t palette;
@@ -704,7 +674,7 @@ static void f16_unit(const struct f16_job *j, int64_t p, int64_t c0)
     }
 }
 
-/* whole tiles only (kernels_amx_fn): re - rb and n_tok multiples of 16 */
+/* whole tiles only (kernels_gemm_fn): re - rb and n_tok multiples of 16 */
 static int amx_f16(const struct kernels_tensor_view *W, const void *act, size_t xs, float *y,
                    int n_tok, int64_t rb, int64_t re)
 {
@@ -744,16 +714,16 @@ static int amx_f16(const struct kernels_tensor_view *W, const void *act, size_t 
 
 void kernels_amx_fill(struct kernels_table *t)
 {
-    t->amx_q[KERNELS_Q6_K] = amx_q6_K;
-    t->amx_min_tok[KERNELS_Q6_K] = 16;
+    t->gemm_q[KERNELS_Q6_K] = amx_q6_K;
+    t->gemm_min_tok[KERNELS_Q6_K] = 16;
     kernels_avx512_canon_fill(t);
-    t->amx_q[KERNELS_Q8_0] = amx_q8_0;
-    t->amx_min_tok[KERNELS_Q8_0] = 16;
-    t->amx_q[KERNELS_Q4_K] = amx_q4_K;
-    t->amx_min_tok[KERNELS_Q4_K] = 16;
+    t->gemm_q[KERNELS_Q8_0] = amx_q8_0;
+    t->gemm_min_tok[KERNELS_Q8_0] = 16;
+    t->gemm_q[KERNELS_Q4_K] = amx_q4_K;
+    t->gemm_min_tok[KERNELS_Q4_K] = 16;
     if (amx_bf16_usable()) {
-        t->amx_q[KERNELS_F16] = amx_f16;
-        t->amx_min_tok[KERNELS_F16] = 16;
+        t->gemm_q[KERNELS_F16] = amx_f16;
+        t->gemm_min_tok[KERNELS_F16] = 16;
     }
 }
 

@@ -1,6 +1,8 @@
 /*
  * x86_avx512_f16: AVX-512 register-tiled F16 x F16 product (tile_q of F16; dispatch uses
- * it for every F16 product, a single token too). Installed after kernels_avx512_fill;
+ * it for every F16 product, a single token too, except the whole 16 x 16 tiles of calls
+ * with 128 tokens or more, which go to the packed GEMM below, gemm_q, with the same
+ * bits). Installed after kernels_avx512_fill;
  * uses F, BW and VL (the masked 16-bit tail load), which cpu_has_avx512 checks. Same
  * results as ref.c up to float summation order. A result's arithmetic does not depend on
  * the call's row and token counts or on its place in a tile (chunks follow the column
@@ -239,6 +241,227 @@ static void avx512_tile_f16(const void *w, size_t ws, int n_r, const void *x, si
 _Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
 
 /*
+ * Large-batch F16 product (gemm_q, from GEMM_MIN_TOK tokens): the tile above spends a
+ * widening and a load per 8 FMAs and keeps 16 lanes per sum; here both operands are
+ * widened once per call into packed float panels, and the register tile is an outer
+ * product: 48 rows (3 zmm of a packed weight column) by 8 tokens (broadcasts), 24 FMAs
+ * for 3 vector loads and 8 broadcasts, nothing widened in the loop.
+ *
+ * Same bits as the tile: there, lane j of a row's sum accumulates columns k = j mod 16
+ * in ascending order, and sum16 adds the 16 lanes in a fixed tree. Here the columns are
+ * packed in "phase" order (phase p: columns p, p + 16, p + 32, ...), each phase runs
+ * from zero with the same FMAs in the same order, and the 16 phase sums are added in
+ * sum16's tree: ((P0+P2) + (P1+P3)) + ((P4+P6) + (P5+P7)), the same for 8..15, then the
+ * two halves. A token's result therefore does not depend on whether its batch was large
+ * enough for this path (test_kernels, check_bits).
+ *
+ * Loop order: a block of tokens (at most GEMM_X_BYTES of packed floats) is packed per
+ * thread; then each 48-row panel is packed and meets every 8-token group of the block.
+ * A panel of 1536 columns is 288 KiB (L2), so the weights come from memory once per
+ * token block; 16 x 16 transposes do both packings.
+ */
+#define GEMM_TOKS 8               /* tokens per register tile */
+#define GEMM_NRV 3                /* 16-row vectors per panel: 8 x 3 = 24 accumulators */
+#define GEMM_X_BYTES (4u << 20)   /* packed activations per token block */
+#define GEMM_MIN_TOK 128          /* below this the packing costs about what it saves */
+#define GEMM_PF 256               /* halves ahead that packing prefetches (512 bytes) */
+#define GEMM_KS 128               /* steps per slice of a phase: 24 KiB of the panel, L1 */
+
+/* r[j] lane i <- r[i] lane j */
+KERNELS_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) { /* per 128-bit block: [a0 b0 a1 b1], [a2 b2 a3 b3] */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i + j], block q: element 4q + j of rows 4i..4i+3 */
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (int j = 0; j < 4; j++) { /* gather block q of r[j], r[4+j], r[8+j], r[12+j] */
+        __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        __m512 u1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        __m512 v0 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        __m512 v1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        t[j] = _mm512_shuffle_f32x4(u0, v0, 0x88);
+        t[8 + j] = _mm512_shuffle_f32x4(u0, v0, 0xDD);
+        t[4 + j] = _mm512_shuffle_f32x4(u1, v1, 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(u1, v1, 0xDD);
+    }
+    for (int i = 0; i < 16; i++)
+        r[i] = t[i];
+}
+
+/* Column k = 16 s + p is step s of phase p; off[p] = the steps of phases before p
+ * (phase p has (n - p + 15) / 16), off[16] = n. */
+static void phase_offsets(int64_t n, int64_t off[17])
+{
+    off[0] = 0;
+    for (int p = 0; p < 16; p++)
+        off[p + 1] = off[p] + (n > p ? (n - p + 15) / 16 : 0);
+}
+
+/* 16 rows (or tokens) of halves at h (byte stride hs), columns [16 b, 16 b + 16) cut at
+ * n, widened and transposed: r[p] lane i = row i, column 16 b + p */
+static inline int load_block(__m512 r[16], const void *h, size_t hs, int64_t b, int64_t n)
+{
+    int64_t k = 16 * b;
+    int rem = n - k >= 16 ? 16 : (int)(n - k);
+    __mmask16 m = rem == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+    for (int i = 0; i < 16; i++) {
+        /* weights come from memory, 16 rows side by side: too many streams for the
+         * hardware prefetcher (without this, a third of the 8960-column product) */
+        __builtin_prefetch(kernels_hrow(h, hs, i) + k + GEMM_PF, 0, 3);
+        r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, kernels_hrow(h, hs, i) + k));
+    }
+    transpose16(r);
+    return rem;
+}
+
+/* wp[(off[p] + s) * 16 nrv + r] = w_r[16 s + p] for rows r < 16 nrv */
+static void pack_rows(const void *w, size_t ws, int nrv, int64_t n, const int64_t *off,
+                      float *wp)
+{
+    for (int v = 0; v < nrv; v++)
+        for (int64_t b = 0; 16 * b < n; b++) {
+            __m512 r[16];
+            int rem = load_block(r, kernels_hrow(w, ws, 16 * v), ws, b, n);
+            for (int p = 0; p < rem; p++)
+                _mm512_store_ps(wp + (size_t)(off[p] + b) * (size_t)(16 * nrv) +
+                                    (size_t)(16 * v), r[p]);
+        }
+}
+
+/* 16 tokens as two groups of GEMM_TOKS: xp[g][(off[p] + s) * 8 + t] = x_{8g+t}[16 s + p],
+ * each group n * 8 floats */
+static void pack_toks(const void *x, size_t xs, int64_t n, const int64_t *off, float *xp)
+{
+    float *g1 = xp + (size_t)n * GEMM_TOKS;
+    for (int64_t b = 0; 16 * b < n; b++) {
+        __m512 r[16];
+        int rem = load_block(r, x, xs, b, n);
+        for (int p = 0; p < rem; p++) {
+            size_t at = (size_t)(off[p] + b) * GEMM_TOKS;
+            _mm256_store_ps(xp + at, _mm512_castps512_ps256(r[p]));
+            _mm256_store_ps(g1 + at, _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                         _mm512_castps_pd(r[p]), 1)));
+        }
+    }
+}
+_Static_assert(GEMM_TOKS == 8, "pack_toks splits 16 tokens into two groups");
+
+/* acc[t][v] (from zero when first, else from acc) over steps of one phase; acc is in
+ * memory (part) and lives in registers meanwhile */
+KERNELS_INLINE void gemm_phase(__m512 *accm, const float *wq, const float *xq,
+                               int64_t steps, int first, const int nrv)
+{
+    __m512 acc[GEMM_TOKS][GEMM_NRV];
+F16_UNROLL
+    for (int t = 0; t < GEMM_TOKS; t++)
+F16_UNROLL
+        for (int v = 0; v < nrv; v++)
+            acc[t][v] = first ? _mm512_setzero_ps() : accm[t * GEMM_NRV + v];
+    for (int64_t s = 0; s < steps; s++) {
+        __m512 wv[GEMM_NRV];
+F16_UNROLL
+        for (int v = 0; v < nrv; v++)
+            wv[v] = _mm512_load_ps(wq + (size_t)s * (size_t)(16 * nrv) + (size_t)(16 * v));
+F16_UNROLL
+        for (int t = 0; t < GEMM_TOKS; t++) {
+            __m512 xb = _mm512_set1_ps(xq[(size_t)s * GEMM_TOKS + (size_t)t]);
+            __asm__("" : "+v"(xb)); /* one broadcast per token, not one per FMA */
+F16_UNROLL
+            for (int v = 0; v < nrv; v++)
+                acc[t][v] = _mm512_fmadd_ps(wv[v], xb, acc[t][v]);
+        }
+    }
+F16_UNROLL
+    for (int t = 0; t < GEMM_TOKS; t++)
+F16_UNROLL
+        for (int v = 0; v < nrv; v++)
+            accm[t * GEMM_NRV + v] = acc[t][v];
+}
+
+/* One panel (16 nrv rows, packed at wp) by the token block's ng groups (xp, n * 8
+ * floats each), phase by phase and within a phase GEMM_KS steps at a time, so that each
+ * slice of the panel (at most 24 KiB) serves every group from L1 before the next is
+ * read. Phase sums wait in part (per group 16 x 8 x nrv vectors) between slices, then
+ * sum16's tree writes y[t * ys + r]. */
+KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int64_t ng,
+                               const int64_t *off, __m512 *part, float *y, size_t ys,
+                               const int nrv)
+{
+    const size_t pg = 16 * GEMM_TOKS * GEMM_NRV; /* vectors of part per group */
+    for (int p = 0; p < 16; p++)
+        for (int64_t s0 = off[p]; s0 == off[p] || s0 < off[p + 1]; s0 += GEMM_KS) {
+            /* (a phase without steps, under 16 columns, still zeroes its sums) */
+            int64_t ns = off[p + 1] - s0 < GEMM_KS ? off[p + 1] - s0 : GEMM_KS;
+            for (int64_t g = 0; g < ng; g++)
+                gemm_phase(part + (size_t)g * pg + (size_t)p * GEMM_TOKS * GEMM_NRV,
+                           wp + (size_t)s0 * (size_t)(16 * nrv),
+                           xp + ((size_t)g * (size_t)n + (size_t)s0) * GEMM_TOKS, ns,
+                           s0 == off[p], nrv);
+        }
+    for (int64_t g = 0; g < ng; g++) {
+        const __m512 *pp = part + (size_t)g * pg;
+#define GEMM_P(ph) pp[((size_t)(ph) * GEMM_TOKS + (size_t)t) * GEMM_NRV + (size_t)v]
+        for (int t = 0; t < GEMM_TOKS; t++)
+            for (int v = 0; v < nrv; v++) {
+                __m512 s[4];
+                for (int q = 0; q < 4; q++)
+                    s[q] = _mm512_add_ps(_mm512_add_ps(GEMM_P(4 * q), GEMM_P(4 * q + 2)),
+                                         _mm512_add_ps(GEMM_P(4 * q + 1), GEMM_P(4 * q + 3)));
+                _mm512_storeu_ps(y + (size_t)(g * GEMM_TOKS + t) * ys + (size_t)(16 * v),
+                                 _mm512_add_ps(_mm512_add_ps(s[0], s[1]),
+                                               _mm512_add_ps(s[2], s[3])));
+            }
+#undef GEMM_P
+    }
+}
+
+/* whole tiles only (kernels_gemm_fn): re - rb and n_tok multiples of 16 */
+static int avx512_gemm_f16(const struct kernels_tensor_view *W, const void *act, size_t xs,
+                           float *y, int n_tok, int64_t rb, int64_t re)
+{
+    int64_t n = W->cols, off[17];
+    phase_offsets(n, off);
+    int64_t tb = (int64_t)(GEMM_X_BYTES / ((size_t)n * sizeof(float))) / 16 * 16;
+    tb = tb < 16 ? 16 : tb > n_tok ? n_tok : tb;
+    size_t x_floats = (size_t)tb * (size_t)n, w_floats = (size_t)(16 * GEMM_NRV) * (size_t)n;
+    size_t part_vecs = (size_t)(tb / GEMM_TOKS) * 16 * GEMM_TOKS * GEMM_NRV;
+    __m512 *part = kernels_scratch(part_vecs * sizeof(__m512) +
+                                   (x_floats + w_floats) * sizeof(float));
+    if (!part)
+        return -1;
+    float *xp = (float *)(void *)(part + part_vecs), *wp = xp + x_floats;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
+        int64_t nt = n_tok - t0 < tb ? n_tok - t0 : tb;
+        for (int64_t t = 0; t < nt; t += 16)
+            pack_toks((const char *)act + (size_t)(t0 + t) * xs, xs, n, off,
+                      xp + (size_t)t * (size_t)n);
+        for (int64_t r0 = rb; r0 < re; r0 += 16 * GEMM_NRV) {
+            int nrv = (re - r0) / 16 < GEMM_NRV ? (int)((re - r0) / 16) : GEMM_NRV;
+            float *yp = y + (size_t)t0 * (size_t)W->rows + (size_t)r0;
+            int64_t ng = nt / GEMM_TOKS;
+            pack_rows((const char *)W->data + (size_t)r0 * W->row_bytes, W->row_bytes, nrv,
+                      n, off, wp);
+            switch (nrv) {
+            case 1: gemm_panel(wp, xp, n, ng, off, part, yp, (size_t)W->rows, 1); break;
+            case 2: gemm_panel(wp, xp, n, ng, off, part, yp, (size_t)W->rows, 2); break;
+            default: gemm_panel(wp, xp, n, ng, off, part, yp, (size_t)W->rows, 3); break;
+            }
+        }
+    }
+    return 0;
+}
+_Static_assert(GEMM_NRV == 3, "avx512_gemm_f16 switches over 1..3 row vectors");
+
+/*
  * Attention's weighted sum of V rows (kernels_wsum) for F16 and F32 rows: 128 columns
  * (a whole head) in 8 zmm accumulators, so each row is read and widened in one pass
  * (AVX2 holds 64 and walks the rows twice for a 128-wide head). Every element gets
@@ -288,6 +511,8 @@ void kernels_avx512_f16_fill(struct kernels_table *t)
     t->tile_q[KERNELS_F16] = avx512_tile_f16;
     t->tile_rows[KERNELS_F16] = F16_CALL_ROWS;
     t->tile_toks[KERNELS_F16] = F16_TOKS;
+    t->gemm_q[KERNELS_F16] = avx512_gemm_f16; /* x86_amx.c may replace it */
+    t->gemm_min_tok[KERNELS_F16] = GEMM_MIN_TOK;
 }
 
 #if defined(__clang__)

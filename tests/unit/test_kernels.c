@@ -666,6 +666,35 @@ static void test_matmul_f16_bits(void **state)
                        toks[ki]);
 }
 
+/* The AVX-512 F16 GEMM (gemm_q, from 128 tokens): against the reference, and bit for
+ * bit with the tile (each token alone runs the one-token path; row ranges of 16, as the
+ * thread pool splits, run the tile when under 48 rows): panels of 48, 32 and 16 rows
+ * with tile rows left over (67, 100), token counts off 16 (leftovers on the tile),
+ * column tails under 16, phases without columns (1 column), a phase longer than one
+ * slice (2100 columns: 132 steps > 128), and (8960 columns: 112 tokens per block) more
+ * than one token block. */
+static void test_matmul_f16_gemm(void **state)
+{
+    (void)state;
+    if (kernels_init(KERNELS_ISA_AVX512) != 0) {
+        kernels_init(KERNELS_ISA_REF);
+        fprintf(stderr, "  no AVX-512 on this CPU: the F16 GEMM not tested\n");
+        skip();
+    }
+    enum kernels_isa avx512[1] = {KERNELS_ISA_AVX512};
+    static const int rows[] = {16, 32, 48, 67, 100};
+    static const int toks[] = {128, 129, 144, 161};
+    static const int cols[] = {1, 15, 100, 2100};
+    for (size_t ri = 0; ri < 5; ri++)
+        for (size_t ki = 0; ki < 4; ki++) {
+            int c = cols[(ri + ki) % 4];
+            check_matmul(KERNELS_F16, rows[ri], c, toks[ki], avx512, 1);
+            check_bits(KERNELS_ISA_AVX512, KERNELS_F16, rows[ri], c, toks[ki]);
+        }
+    check_matmul(KERNELS_F16, 50, 8960, 130, avx512, 1);
+    check_bits(KERNELS_ISA_AVX512, KERNELS_F16, 50, 8960, 130);
+}
+
 static void test_matmul_amx(void **state)
 {
     (void)state;
@@ -926,6 +955,7 @@ int main(void)
         cmocka_unit_test(test_matmul_tile_remainders),
         cmocka_unit_test(test_matmul_f16_tiles),
         cmocka_unit_test(test_matmul_f16_bits),
+        cmocka_unit_test(test_matmul_f16_gemm),
         cmocka_unit_test(test_matmul_amx),
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
