@@ -856,6 +856,18 @@ static void test_vector_ops(void **state)
                 tot += y[i];
             }
             assert_true(fabs(tot - 1.0) < 1e-5);
+            /* a wide range: exp underflows (x - max down to about -400) */
+            for (int i = 0; i < n; i++)
+                z[i] = 100.0f * x[i];
+            memcpy(y, z, 4 * (size_t)n);
+            kernels_softmax(y, n);
+            mx = z[0], sum = 0;
+            for (int i = 1; i < n; i++)
+                mx = fmax(mx, z[i]);
+            for (int i = 0; i < n; i++)
+                sum += exp(z[i] - mx);
+            for (int i = 0; i < n; i++)
+                assert_true(fabs(y[i] - exp(z[i] - mx) / sum) <= 1e-6 + 1e-5 * y[i]);
             /* swiglu */
             kernels_swiglu(y, x, u, n);
             for (int i = 0; i < n; i++) {
