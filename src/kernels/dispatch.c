@@ -48,6 +48,9 @@ void *kernels_scratch(size_t need)
     pthread_setspecific(g_scratch_key, p);
     return p;
 }
+
+/* ------------------------------------------------------------------------ probe */
+
 static enum kernels_isa g_isa = KERNELS_ISA_REF;
 static int g_ready;
 

@@ -45,8 +45,6 @@
 
 #include <cpuid.h>
 #include <immintrin.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -67,11 +65,7 @@ int kernels_amx_usable(void)
     return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 
-/* ------------------------------------------------------------------ scratch, config */
-
-/* this thread's scratch (kernels_scratch); NULL when out of memory (the caller then runs
- * the AVX-512 tiles, which give the same bits) */
-#define scratch kernels_scratch
+/* ------------------------------------------------------------------ tile config */
 
 struct amx_cfg {
     uint8_t palette;
@@ -190,7 +184,7 @@ static int amx_q8_0(const struct kernels_tensor_view *W, const void *act, size_t
     size_t b_bytes = (size_t)G * (size_t)nb * Q8_B_BYTES;
     size_t dx_bytes = (size_t)G * (size_t)nb * 16 * sizeof(float);
     size_t dw_bytes = (size_t)rblk * (size_t)nb * sizeof(float);
-    uint8_t *s = scratch(b_bytes + dx_bytes + dw_bytes);
+    uint8_t *s = kernels_scratch(b_bytes + dx_bytes + dw_bytes);
     if (!s)
         return -1;
     uint8_t *bq = s;
@@ -444,7 +438,7 @@ KERNELS_INLINE int amx_kq(const struct kernels_tensor_view *W, const void *act, 
     const int64_t rblk = rows_per_block(W->row_bytes, 96 * 1024);
     const size_t asz = q6 ? sizeof(struct q6_apan) : sizeof(struct q4_apan);
     size_t b_bytes = (size_t)G * (size_t)nb * sizeof(struct q4_bgrp);
-    uint8_t *s = scratch(b_bytes + (size_t)(rblk / 16) * (size_t)nb * asz);
+    uint8_t *s = kernels_scratch(b_bytes + (size_t)(rblk / 16) * (size_t)nb * asz);
     if (!s)
         return -1;
     struct q4_bgrp *bg = (struct q4_bgrp *)(void *)s;
@@ -685,7 +679,7 @@ static int amx_f16(const struct kernels_tensor_view *W, const void *act, size_t 
         size_t b_bytes = (size_t)j.G * (size_t)j.nc * 2048;
         size_t a_bytes = 2 * (size_t)F16_KCH * 2048;
         size_t c_bytes = (size_t)j.np * (size_t)j.G * 256 * sizeof(float);
-        uint8_t *s = scratch(b_bytes + a_bytes + c_bytes);
+        uint8_t *s = kernels_scratch(b_bytes + a_bytes + c_bytes);
         if (!s) /* only in the first block (the largest): nothing written yet */
             return -1;
         j.bq = s;

@@ -722,10 +722,7 @@ static void avx2_softmax(float *x, int64_t n)
         __m256 m = _mm256_loadu_ps(x);
         for (i = 8; i + 8 <= n; i += 8)
             m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-        max = _mm_cvtss_f32(h);
+        max = hmax8(m);
     }
     for (; i < n; i++)
         max = max > x[i] ? max : x[i];
@@ -744,11 +741,11 @@ static void avx2_softmax(float *x, int64_t n)
         x[i] = expf(x[i] - max);
         sum += x[i];
     }
-    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    float inv = (float)(1.0 / sum);
     for (i = 0; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
     for (; i < n; i++)
-        x[i] *= (float)(1.0 / sum);
+        x[i] *= inv;
 }
 
 /* ======================================================================== quantizer search */

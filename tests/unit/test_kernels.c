@@ -646,17 +646,26 @@ static void check_bits(enum kernels_isa isa, enum kernels_type t, int rows, int 
     mat_free(&m);
 }
 
+/* 1 when isa could be selected (it is then the active one); else 0, ref selected again,
+ * and why the test is skipped on stderr: the caller then calls skip() */
+static int isa_or_skip(enum kernels_isa isa, const char *why)
+{
+    if (kernels_init(isa) == 0)
+        return 1;
+    kernels_init(KERNELS_ISA_REF);
+    fprintf(stderr, "  %s\n", why);
+    return 0;
+}
+
 /* The AVX-512 F16 tile: a token's bits do not depend on the batch (under 16 tokens, so
  * no AMX), the one-token path (whole rows, dec_tile) included: partial row tiles, column
  * tails, more than one 512-column chunk, more than one call per row block. */
 static void test_matmul_f16_bits(void **state)
 {
     (void)state;
-    if (kernels_init(KERNELS_ISA_AVX512) != 0) {
-        kernels_init(KERNELS_ISA_REF);
-        fprintf(stderr, "  no AVX-512 on this CPU: the F16 tile's batch invariance not tested\n");
+    if (!isa_or_skip(KERNELS_ISA_AVX512,
+                     "no AVX-512 on this CPU: the F16 tile's batch invariance not tested"))
         skip();
-    }
     static const int rows[] = {1, 3, 5, 13, 67};
     static const int toks[] = {2, 5, 9, 15};
     static const int cols[] = {15, 100, 1031};
@@ -676,11 +685,8 @@ static void test_matmul_f16_bits(void **state)
 static void test_matmul_f16_gemm(void **state)
 {
     (void)state;
-    if (kernels_init(KERNELS_ISA_AVX512) != 0) {
-        kernels_init(KERNELS_ISA_REF);
-        fprintf(stderr, "  no AVX-512 on this CPU: the F16 GEMM not tested\n");
+    if (!isa_or_skip(KERNELS_ISA_AVX512, "no AVX-512 on this CPU: the F16 GEMM not tested"))
         skip();
-    }
     enum kernels_isa avx512[1] = {KERNELS_ISA_AVX512};
     static const int rows[] = {16, 32, 48, 67, 100};
     static const int toks[] = {128, 129, 144, 161};
@@ -698,11 +704,9 @@ static void test_matmul_f16_gemm(void **state)
 static void test_matmul_amx(void **state)
 {
     (void)state;
-    if (kernels_init(KERNELS_ISA_AMX) != 0) {
-        kernels_init(KERNELS_ISA_REF);
-        fprintf(stderr, "  no AMX-INT8 on this CPU (or the OS refused it): AMX not tested\n");
+    if (!isa_or_skip(KERNELS_ISA_AMX,
+                     "no AMX-INT8 on this CPU (or the OS refused it): AMX not tested"))
         skip();
-    }
     enum kernels_isa amx[1] = {KERNELS_ISA_AMX};
     static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_K, KERNELS_Q6_K};
     static const int rows[] = {16, 32, 45};
