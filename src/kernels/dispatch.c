@@ -94,10 +94,35 @@ static int cpu_has_amx(void)
 #endif
 }
 
+/* Attention of a query group as one call per pair or per query, on the table's dot_f32
+ * and wsum: the reference (on ref.c's) and what an ISA without grouped kernels runs. */
+static void loop_att_scores(enum kernels_type t, const void *x, size_t stride, int n_rows,
+                            const float *q, size_t qs, int n_q, float scale, float *s,
+                            size_t ss, int64_t d)
+{
+    for (int i = 0; i < n_q; i++)
+        for (int j = 0; j < n_rows; j++) {
+            float dot;
+            kernels_tab.dot_f32[t]((const char *)x + (size_t)j * stride, q + (size_t)i * qs,
+                                   0, 1, d, &dot);
+            s[(size_t)i * ss + (size_t)j] = dot * scale;
+        }
+}
+
+static void loop_att_wsum(enum kernels_type t, const float *a, size_t as, int n_q,
+                          const void *x, size_t stride, int n_rows, float *y, size_t ys,
+                          int64_t d)
+{
+    for (int i = 0; i < n_q; i++)
+        kernels_tab.wsum(t, a + (size_t)i * as, x, stride, n_rows, y + (size_t)i * ys, d);
+}
+
 int kernels_init(enum kernels_isa force)
 {
     memset(&kernels_tab, 0, sizeof kernels_tab); /* an ISA chosen before leaves nothing */
     kernels_ref_fill(&kernels_tab);
+    kernels_tab.att_scores = loop_att_scores;
+    kernels_tab.att_wsum = loop_att_wsum;
     g_isa = KERNELS_ISA_REF;
     g_ready = 1;
     enum kernels_isa want = force;
@@ -466,6 +491,29 @@ void kernels_wsum(enum kernels_type t, const float *a, const void *x, size_t str
     if (t != KERNELS_F32 && t != KERNELS_F16 && t != KERNELS_BF16)
         return;
     kernels_tab.wsum(t, a, x, stride, n_rows, y, n);
+}
+
+void kernels_att_scores(enum kernels_type t, const void *x, size_t stride, int n_rows,
+                        const float *q, size_t qs, int n_q, float scale, float *s, size_t ss,
+                        int64_t d)
+{
+    ensure_init();
+    if (kernels_row_bytes(t, d) == 0 || t == KERNELS_Q8_K) { /* as kernels_dot_f32 */
+        for (int i = 0; i < n_q; i++)
+            for (int j = 0; j < n_rows; j++)
+                s[(size_t)i * ss + (size_t)j] = 0;
+        return;
+    }
+    kernels_tab.att_scores(t, x, stride, n_rows, q, qs, n_q, scale, s, ss, d);
+}
+
+void kernels_att_wsum(enum kernels_type t, const float *a, size_t as, int n_q, const void *x,
+                      size_t stride, int n_rows, float *y, size_t ys, int64_t d)
+{
+    ensure_init();
+    if (t != KERNELS_F32 && t != KERNELS_F16 && t != KERNELS_BF16)
+        return;
+    kernels_tab.att_wsum(t, a, as, n_q, x, stride, n_rows, y, ys, d);
 }
 
 /* ======================================================================== rope */

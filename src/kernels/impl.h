@@ -139,6 +139,13 @@ struct kernels_table {
     void (*axpy)(enum kernels_type t, float a, const void *x, float *y, int64_t n);
     void (*wsum)(enum kernels_type t, const float *a, const void *x, size_t stride,
                  int n_rows, float *y, int64_t n);
+    /* kernels_att_scores / kernels_att_wsum, called with a type they accept (set by
+     * dispatch.c: loops over dot_f32 and wsum, unless an ISA has grouped kernels) */
+    void (*att_scores)(enum kernels_type t, const void *x, size_t stride, int n_rows,
+                       const float *q, size_t qs, int n_q, float scale, float *s, size_t ss,
+                       int64_t d);
+    void (*att_wsum)(enum kernels_type t, const float *a, size_t as, int n_q, const void *x,
+                     size_t stride, int n_rows, float *y, size_t ys, int64_t d);
     /* The step-size searches of the K-quant weight quantizers (ref.c documents them).
      * SIMD versions try several candidate steps at once, one per lane, each lane doing
      * the reference's float operations in the reference's order, so the quantized bytes

@@ -137,6 +137,20 @@ void kernels_axpy(enum kernels_type t, float a, const void *x, float *y, int64_t
 void kernels_wsum(enum kernels_type t, const float *a, const void *x, size_t stride,
                   int n_rows, float *y, int64_t n);
 
+/* Attention over one KV head for the n_q query heads that share it (grouped-query
+ * attention), rows j < n_rows of type t at x + j * stride bytes, d elements each:
+ *   kernels_att_scores: s[i * ss + j] = scale * dot(q_i, row_j), q_i = q + i * qs floats,
+ *     any type kernels_dot_f32 takes (others give 0); SIMD versions widen each row once
+ *     for all n_q queries and may sum in another order than kernels_dot_f32.
+ *   kernels_att_wsum: y_i = kernels_wsum(t, a_i, x, stride, n_rows, ., d) for i < n_q,
+ *     a_i = a + i * as, y_i = y + i * ys floats: the same bits as n_q kernels_wsum
+ *     calls, each row read once for all of them. */
+void kernels_att_scores(enum kernels_type t, const void *x, size_t stride, int n_rows,
+                        const float *q, size_t qs, int n_q, float scale, float *s, size_t ss,
+                        int64_t d);
+void kernels_att_wsum(enum kernels_type t, const float *a, size_t as, int n_q, const void *x,
+                      size_t stride, int n_rows, float *y, size_t ys, int64_t d);
+
 /* Rotary embedding of one head vector x [n_dims...] at position pos, in place.
  * neox = 0: pairs (x[2i], x[2i+1]) (llama); neox = 1: pairs (x[i], x[i + n_rot/2]).
  * theta_i = pos * freq_base^(-2i/n_rot) / freq_factors[i] (freq_factors may be NULL) *

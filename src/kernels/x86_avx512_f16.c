@@ -119,13 +119,14 @@ F16_UNROLL
             part[r * F16_TOKS + t] = acc[r][t];
 }
 
-/* y[j] = the sum of the 16 lanes of v[j * F16_TOKS] for j < n (n <= 16): a transposing
- * tree, 15 shuffle-pair-and-add steps for 16 sums, where a reduce per sum costs about 8 */
-static void sum16(const __m512 *v, int n, float *y)
+/* y[j] = the sum of the 16 lanes of v[j * vs] for j < n (n <= 16): a transposing tree,
+ * 15 shuffle-pair-and-add steps for 16 sums, where a reduce per sum costs about 8; each
+ * sum gets the same additions in the same order, whatever its j */
+KERNELS_INLINE void sum16_at(const __m512 *v, size_t vs, int n, float *y)
 {
     __m512 a[16], b[8], c[4];
     for (int j = 0; j < 16; j++)
-        a[j] = j < n ? v[j * F16_TOKS] : _mm512_setzero_ps();
+        a[j] = j < n ? v[(size_t)j * vs] : _mm512_setzero_ps();
     /* each 128-bit lane: [u 0+2, w 0+2, u 1+3, w 1+3] of that lane of u = a[2j], w = a[2j+1] */
     for (int j = 0; j < 8; j++)
         b[j] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * j], a[2 * j + 1]),
@@ -146,6 +147,8 @@ static void sum16(const __m512 *v, int n, float *y)
                              _mm512_shuffle_f32x4(d0, d1, 0xDD));
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << n) - 1), e);
 }
+
+static void sum16(const __m512 *v, int n, float *y) { sum16_at(v, F16_TOKS, n, y); }
 
 /* One token (decode): n_r rows walked whole, side by side, into part[r * F16_TOKS] with
  * the FMA sequence of the chunked path (16-column steps from 0, the masked tail last), so
@@ -504,10 +507,152 @@ static void avx512_wsum(enum kernels_type t, const float *a, const void *x, size
     }
 }
 
+/*
+ * Grouped-query attention (kernels_att_scores / kernels_att_wsum) for F16 and F32 rows of
+ * up to 128 columns, a multiple of 16: the n_q query heads of one KV head read each K and
+ * V row once between them, where one head at a time widened every row n_q times.
+ *
+ * Scores: 16 rows at a time are widened into an L1 block; per query, its vectors stay in
+ * registers and each row gets 16-lane FMAs over the columns in order, then sum16's tree
+ * turns the 16 rows' lanes into 16 scores. The sum of a (query, row) pair is the same
+ * whatever the group, block or position: batch invariance holds, and decode and prefill
+ * agree. (Its order is not kernels_dot_f32's.)
+ */
+static void (*g_att_scores_next)(enum kernels_type t, const void *x, size_t stride,
+                                 int n_rows, const float *q, size_t qs, int n_q, float scale,
+                                 float *s, size_t ss, int64_t d);
+static void (*g_att_wsum_next)(enum kernels_type t, const float *a, size_t as, int n_q,
+                               const void *x, size_t stride, int n_rows, float *y, size_t ys,
+                               int64_t d);
+
+#define ATT_MAX_V 8 /* 16-column vectors of a row: 128 columns */
+#define ATT_WQ 6    /* query heads per pass of the weighted sum: 6 x 4 accumulators */
+
+KERNELS_INLINE void att_scores_q(const float (*kb)[16 * ATT_MAX_V], int nj, const float *q,
+                                 float scale, float *s, const int nv)
+{
+    __m512 qv[ATT_MAX_V], acc[16];
+F16_UNROLL
+    for (int c = 0; c < nv; c++)
+        qv[c] = _mm512_loadu_ps(q + 16 * c);
+F16_UNROLL
+    for (int j = 0; j < 16; j++) {
+        acc[j] = _mm512_setzero_ps();
+        if (j < nj) {
+F16_UNROLL
+            for (int c = 0; c < nv; c++)
+                acc[j] = _mm512_fmadd_ps(qv[c], _mm512_load_ps(kb[j] + 16 * c), acc[j]);
+        }
+    }
+    float sum[16];
+    sum16_at(acc, 1, nj, sum);
+    for (int j = 0; j < nj; j++)
+        s[j] = sum[j] * scale;
+}
+
+static void avx512_att_scores(enum kernels_type t, const void *x, size_t stride, int n_rows,
+                              const float *q, size_t qs, int n_q, float scale, float *s,
+                              size_t ss, int64_t d)
+{
+    if ((t != KERNELS_F16 && t != KERNELS_F32) || d % 16 || d < 16 || d > 16 * ATT_MAX_V) {
+        g_att_scores_next(t, x, stride, n_rows, q, qs, n_q, scale, s, ss, d);
+        return;
+    }
+    int nv = (int)(d / 16);
+    _Alignas(64) float kb[16][16 * ATT_MAX_V];
+    for (int j0 = 0; j0 < n_rows; j0 += 16) {
+        int nj = n_rows - j0 < 16 ? n_rows - j0 : 16;
+        for (int j = 0; j < nj; j++) {
+            const char *row = (const char *)x + (size_t)(j0 + j) * stride;
+            for (int c = 0; c < nv; c++)
+                _mm512_store_ps(kb[j] + 16 * c, wsum_load16(t, row, 16 * c));
+        }
+        for (int i = 0; i < n_q; i++) {
+            const float *qi = q + (size_t)i * qs;
+            float *si = s + (size_t)i * ss + (size_t)j0;
+            switch (nv) {
+            case 1: att_scores_q(kb, nj, qi, scale, si, 1); break;
+            case 2: att_scores_q(kb, nj, qi, scale, si, 2); break;
+            case 3: att_scores_q(kb, nj, qi, scale, si, 3); break;
+            case 4: att_scores_q(kb, nj, qi, scale, si, 4); break;
+            case 5: att_scores_q(kb, nj, qi, scale, si, 5); break;
+            case 6: att_scores_q(kb, nj, qi, scale, si, 6); break;
+            case 7: att_scores_q(kb, nj, qi, scale, si, 7); break;
+            default: att_scores_q(kb, nj, qi, scale, si, 8); break;
+            }
+        }
+    }
+}
+
+/* y_i[c0 .. c0 + 16 nv) for n_q <= ATT_WQ queries: acc = fma(a_j, x_j, acc) from 0 in
+ * row order, as avx512_wsum (and the AVX2 wsum) do per query */
+KERNELS_INLINE void att_wsum_block(const float *a, size_t as, enum kernels_type t,
+                                   const void *x, size_t stride, int n_rows, float *y,
+                                   size_t ys, int64_t c0, const int n_q, const int nv)
+{
+    __m512 acc[ATT_WQ][4];
+F16_UNROLL
+    for (int i = 0; i < n_q; i++)
+F16_UNROLL
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (int j = 0; j < n_rows; j++) {
+        const void *row = (const char *)x + (size_t)j * stride;
+        __m512 xv[4];
+F16_UNROLL
+        for (int v = 0; v < nv; v++)
+            xv[v] = wsum_load16(t, row, c0 + 16 * v);
+F16_UNROLL
+        for (int i = 0; i < n_q; i++) {
+            __m512 av = _mm512_set1_ps(a[(size_t)i * as + (size_t)j]);
+F16_UNROLL
+            for (int v = 0; v < nv; v++)
+                acc[i][v] = _mm512_fmadd_ps(av, xv[v], acc[i][v]);
+        }
+    }
+F16_UNROLL
+    for (int i = 0; i < n_q; i++)
+F16_UNROLL
+        for (int v = 0; v < nv; v++)
+            _mm512_storeu_ps(y + (size_t)i * ys + c0 + 16 * v, acc[i][v]);
+}
+
+#define ATT_WSUM_CASES(nv)                                                                     switch (nq) {                                                                              case 1: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 1, nv); break;             case 2: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 2, nv); break;             case 3: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 3, nv); break;             case 4: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 4, nv); break;             case 5: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 5, nv); break;             default: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 6, nv); break;            }
+
+static void avx512_att_wsum(enum kernels_type t, const float *a, size_t as, int n_q,
+                            const void *x, size_t stride, int n_rows, float *y, size_t ys,
+                            int64_t d)
+{
+    if (t != KERNELS_F16 && t != KERNELS_F32) {
+        g_att_wsum_next(t, a, as, n_q, x, stride, n_rows, y, ys, d);
+        return;
+    }
+    for (int i0 = 0; i0 < n_q; i0 += ATT_WQ) {
+        int nq = n_q - i0 < ATT_WQ ? n_q - i0 : ATT_WQ;
+        const float *ai = a + (size_t)i0 * as;
+        float *yi = y + (size_t)i0 * ys;
+        int64_t c = 0;
+        for (; c + 64 <= d; c += 64)
+            ATT_WSUM_CASES(4)
+        for (; c + 16 <= d; c += 16)
+            ATT_WSUM_CASES(1)
+        if (c < d) /* the last columns, per query as kernels_wsum would do them */
+            for (int i = 0; i < nq; i++)
+                g_wsum_next(t, ai + (size_t)i * as,
+                            (const char *)x + (size_t)c * (t == KERNELS_F32 ? 4 : 2), stride,
+                            n_rows, yi + (size_t)i * ys + c, d - c);
+    }
+}
+#undef ATT_WSUM_CASES
+
 void kernels_avx512_f16_fill(struct kernels_table *t)
 {
     g_wsum_next = t->wsum;
     t->wsum = avx512_wsum;
+    g_att_scores_next = t->att_scores;
+    t->att_scores = avx512_att_scores;
+    g_att_wsum_next = t->att_wsum;
+    t->att_wsum = avx512_att_wsum;
     t->tile_q[KERNELS_F16] = avx512_tile_f16;
     t->tile_rows[KERNELS_F16] = F16_CALL_ROWS;
     t->tile_toks[KERNELS_F16] = F16_TOKS;

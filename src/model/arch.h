@@ -80,9 +80,11 @@ struct forward {
     float *gate;    /* [B][n_ff] */
     float *up;      /* [B][n_ff] */
     float *logits;  /* [B][n_vocab] */
-    float *scores;  /* [n_threads][n_ctx] attention weights of one head */
+    float *scores;  /* [n_threads][n_head / n_head_kv][n_ctx] attention weights of
+                     * one KV head's query group */
     float *vrow;    /* [n_threads][head_dim] a dequantized V slice */
-    int *tok_out;   /* [B] entry index of each logits row */
+    int *tok_out;   /* [B] entry index of each logits row (deepseek2) */
+    struct forward_entry *e_out; /* [B] llama/qwen2: the entries wanting logits */
     int *seq_next;  /* [n_seq] batch checks: next position expected in this batch */
     void *act[ARCH_ACT_N];            /* quantized activations, or NULL if unused */
     const float *act_src[ARCH_ACT_N]; /* which input each slot holds (NULL: stale) */

@@ -18,50 +18,104 @@ struct att_task {
     struct forward *f;
     const struct forward_entry *e;
     int n_tok, layer;
+    int per_kv;   /* pieces each KV head's query group is cut into */
+    int piece;    /* query heads per piece (the last may have fewer) */
     float scale;
 };
 
-/* One (entry, head): softmax(q . K[0..pos] * scale) . V[0..pos] into att. */
-static void attend_head(struct forward *f, const struct forward_entry *e, int t, int h,
-                        int layer, float scale, float *scores, float *vrow)
+/* Query heads [h0, h0 + nq) of entry t, all reading KV head kvh:
+ * softmax(q . K[0..pos] * scale) . V[0..pos] into att, each K and V row read once for the
+ * nq heads. scores: nq rows of n_ctx floats. */
+static void attend_heads(struct forward *f, const struct forward_entry *e, int t, int kvh,
+                         int h0, int nq, int layer, float scale, float *scores, float *vrow)
 {
     const struct model_hparams *hp = &f->m->hp;
-    int hd = hp->head_dim, kvh = h / (hp->n_head / hp->n_head_kv), n = e->pos + 1;
+    int hd = hp->head_dim, n = e->pos + 1;
+    size_t sst = (size_t)f->p.n_ctx;
     enum kernels_type kt = kvcache_type(f->kv);
     size_t rowb = kvcache_row_bytes(f->kv);
     size_t headb = (size_t)kvh * kernels_row_bytes(kt, hd);
     const char *K = (const char *)kvcache_k(f->kv, e->seq, layer) + headb;
     const char *V = (const char *)kvcache_v(f->kv, e->seq, layer) + headb;
-    const float *q = f->q + ((size_t)t * (size_t)hp->n_head + (size_t)h) * (size_t)hd;
-    float *out = f->att + ((size_t)t * (size_t)hp->n_head + (size_t)h) * (size_t)hd;
+    const float *q = f->q + ((size_t)t * (size_t)hp->n_head + (size_t)h0) * (size_t)hd;
+    float *out = f->att + ((size_t)t * (size_t)hp->n_head + (size_t)h0) * (size_t)hd;
 
-    for (int j = 0; j < n; j++)
-        scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, hd) * scale;
-    kernels_softmax(scores, n);
+    kernels_att_scores(kt, K, rowb, n, q, (size_t)hd, nq, scale, scores, sst, hd);
+    for (int i = 0; i < nq; i++)
+        kernels_softmax(scores + (size_t)i * sst, n);
     if (kt == KERNELS_F32 || kt == KERNELS_F16 || kt == KERNELS_BF16) {
-        kernels_wsum(kt, scores, V, rowb, n, out, hd);
+        kernels_att_wsum(kt, scores, sst, nq, V, rowb, n, out, (size_t)hd, hd);
         return;
     }
-    memset(out, 0, (size_t)hd * sizeof(float));
+    memset(out, 0, (size_t)nq * (size_t)hd * sizeof(float));
     for (int j = 0; j < n; j++) { /* a quantized cache: dequantize each row first */
         kernels_dequantize_row(kt, V + (size_t)j * rowb, vrow, hd);
-        kernels_axpy(KERNELS_F32, scores[j], vrow, out, hd);
+        for (int i = 0; i < nq; i++)
+            kernels_axpy(KERNELS_F32, scores[(size_t)i * sst + (size_t)j], vrow,
+                         out + (size_t)i * (size_t)hd, hd);
     }
+}
+
+/* The items [*b, *end) of thread ith, per_entry items per entry: contiguous shares of
+ * about equal cost, an item costing its entry's pos + 1 cache rows and going to the
+ * thread whose share holds its middle. (Equal item counts gave the last thread a
+ * prompt's latest, longest rows: 3x the first thread's work at 2 threads.) */
+static void att_share(const struct forward_entry *e, int n_tok, int per_entry, int ith,
+                      int nth, long *b, long *end)
+{
+    double total = 0, acc = 0;
+    for (int t = 0; t < n_tok; t++)
+        total += (double)(e[t].pos + 1) * per_entry;
+    long n = (long)n_tok * per_entry, i = 0;
+    *b = *end = n;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < per_entry; h++, i++) {
+            double c = (double)(e[t].pos + 1), mid = acc + c / 2;
+            int owner = (int)(mid * nth / total);
+            acc += c;
+            if (owner >= ith && *b == n)
+                *b = i;
+            if (owner > ith) {
+                *end = i;
+                return;
+            }
+        }
 }
 
 static void att_worker(void *ctx, int ith, int nth)
 {
     struct att_task *a = ctx;
     struct forward *f = a->f;
-    int n_head = f->m->hp.n_head;
-    float *scores = f->scores + (size_t)ith * (size_t)f->p.n_ctx;
-    float *vrow = f->vrow + (size_t)ith * (size_t)f->m->hp.head_dim;
+    const struct model_hparams *hp = &f->m->hp;
+    int grp = hp->n_head / hp->n_head_kv, per_entry = hp->n_head_kv * a->per_kv;
+    float *scores = f->scores + (size_t)ith * (size_t)grp * (size_t)f->p.n_ctx;
+    float *vrow = f->vrow + (size_t)ith * (size_t)hp->head_dim;
     long b, end;
-    threadpool_split((long)a->n_tok * n_head, ith, nth, 1, &b, &end);
+    att_share(a->e, a->n_tok, per_entry, ith, nth, &b, &end);
     for (long i = b; i < end; i++) {
-        int t = (int)(i / n_head), h = (int)(i % n_head);
-        attend_head(f, &a->e[t], t, h, a->layer, a->scale, scores, vrow);
+        int t = (int)(i / per_entry), k = (int)(i % per_entry);
+        int kvh = k / a->per_kv, h0 = kvh * grp + (k % a->per_kv) * a->piece;
+        int nq = grp - (k % a->per_kv) * a->piece;
+        attend_heads(f, &a->e[t], t, kvh, h0, nq < a->piece ? nq : a->piece, a->layer,
+                     a->scale, scores, vrow);
     }
+}
+
+/* Attention of every (entry, head) over its sequence. A KV head's query group is one
+ * item, so its K and V rows are read once; it is cut into pieces only when there are
+ * fewer (entry, KV head) pairs than threads (a decode step of a model with few KV
+ * heads). */
+static void attention(struct forward *f, const struct forward_entry *e, int n, int layer)
+{
+    const struct model_hparams *hp = &f->m->hp;
+    int grp = hp->n_head / hp->n_head_kv, nth = threadpool_size(f->pool);
+    long pairs = (long)n * hp->n_head_kv;
+    int per_kv = pairs >= nth ? 1 : (int)((nth + pairs - 1) / pairs);
+    per_kv = per_kv > grp ? grp : per_kv;
+    int piece = (grp + per_kv - 1) / per_kv;
+    per_kv = (grp + piece - 1) / piece;
+    struct att_task at = {f, e, n, layer, per_kv, piece, 1.0f / sqrtf((float)hp->head_dim)};
+    threadpool_run(f->pool, att_worker, &at);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -125,6 +179,28 @@ static struct kernels_rope rope_params(const struct model *m)
     return r;
 }
 
+/* Before the last layer's attention: keeps only the entries that want logits, moving
+ * their q and residual rows to the front and their entries to f->e_out (*e points there
+ * then), as llama.cpp does; the other entries' K and V are in the cache already and
+ * nothing else of theirs is needed. Returns how many are kept. */
+static int keep_out_rows(struct forward *f, const struct forward_entry **e, int n)
+{
+    const struct model_hparams *hp = &f->m->hp;
+    size_t E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    int n_out = 0;
+    for (int t = 0; t < n; t++) {
+        if (!(*e)[t].want_logits)
+            continue;
+        if (t != n_out) { /* t > n_out: the source row is never one already written */
+            memcpy(f->q + (size_t)n_out * Q, f->q + (size_t)t * Q, Q * sizeof(float));
+            memcpy(f->x + (size_t)n_out * E, f->x + (size_t)t * E, E * sizeof(float));
+        }
+        f->e_out[n_out++] = (*e)[t];
+    }
+    *e = f->e_out;
+    return n_out;
+}
+
 /* ---------------------------------------------------------------- the pass */
 
 int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
@@ -165,10 +241,10 @@ int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
                 return err_set(err, ERR_INTERNAL, "forward: rope rejected n_rot %d", hp->n_rot);
             kvcache_put(f->kv, e[t].seq, il, e[t].pos, kt, f->v + (size_t)t * (size_t)KV);
         }
+        if (il == hp->n_layer - 1 && (n = keep_out_rows(f, &e, n)) == 0)
+            return 0; /* the last layer's K and V are all that later tokens need */
 
-        /* Scaled dot-product attention of every (entry, head) over its sequence. */
-        struct att_task at = {f, e, n, il, 1.0f / sqrtf((float)hd)};
-        threadpool_run(f->pool, att_worker, &at);
+        attention(f, e, n, il);
 
         /* Output projection and residual. */
         struct arch_mm o = {&L->wo, f->att, f->tmp};
@@ -188,16 +264,8 @@ int arch_llama_forward(struct forward *f, const struct forward_entry *e, int n,
         kernels_add(f->x, f->x, f->tmp, (int64_t)n * E);
     }
 
-    /* Logits only for the entries that asked: gather, final norm, output matrix. */
-    int n_out = 0;
-    for (int t = 0; t < n; t++)
-        if (e[t].want_logits)
-            f->tok_out[n_out++] = t;
-    if (n_out == 0)
-        return 0;
-    for (int i = 0; i < n_out; i++)
-        kernels_rmsnorm(f->xn + (size_t)i * (size_t)E, f->x + (size_t)f->tok_out[i] * (size_t)E,
-                        m->output_norm, E, hp->rms_eps);
+    /* Logits of the entries that asked (all that is left): final norm, output matrix. */
+    rmsnorm_rows(f->xn, f->x, m->output_norm, n, E, hp->rms_eps);
     struct arch_mm out = {&m->output, f->xn, f->logits};
-    return arch_matmul(f, &out, 1, n_out, err);
+    return arch_matmul(f, &out, 1, n, err);
 }

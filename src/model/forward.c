@@ -80,12 +80,16 @@ static int alloc_scratch(struct forward *f, struct err *err)
     f->gate = malloc(B * F * sizeof(float));
     f->up = malloc(B * F * sizeof(float));
     f->logits = malloc(B * (size_t)hp->n_vocab * sizeof(float));
-    f->scores = malloc(nt * (size_t)f->p.n_ctx * sizeof(float));
+    /* llama/qwen2: a KV head's query group at once; deepseek2: one head (model.c checked
+     * n_head % n_head_kv) */
+    size_t grp = hp->arch == MODEL_ARCH_DEEPSEEK2 ? 1 : (size_t)(hp->n_head / hp->n_head_kv);
+    f->scores = malloc(nt * grp * (size_t)f->p.n_ctx * sizeof(float));
     f->vrow = malloc(nt * (size_t)hp->head_dim * sizeof(float));
     f->tok_out = malloc(B * sizeof(int));
+    f->e_out = malloc(B * sizeof(*f->e_out));
     f->seq_next = malloc((size_t)f->p.n_seq * sizeof(int));
     bool ok = f->x && f->xn && f->q && f->k && f->v && f->att && f->tmp && f->gate && f->up &&
-              f->logits && f->scores && f->vrow && f->tok_out && f->seq_next;
+              f->logits && f->scores && f->vrow && f->tok_out && f->e_out && f->seq_next;
     if (ok && f->p.matmul == FORWARD_MATMUL_QUANT_ACT) {
         size_t need[ARCH_ACT_N];
         act_sizes(f->m, need);
@@ -150,6 +154,7 @@ void forward_free(struct forward *f)
     for (int s = 0; s < ARCH_ACT_N; s++)
         free(f->act[s]);
     free(f->tok_out);
+    free(f->e_out);
     free(f->seq_next);
     free(f);
 }

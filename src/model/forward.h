@@ -67,7 +67,9 @@ void forward_free(struct forward *f); /* accepts NULL */
 
 /* Runs n (1..max_batch) entries. On success *logits points at [n_want][n_vocab] floats,
  * one row per entry with want_logits, in entry order, valid until the next call.
- * A bad entry (ERR_RANGE / ERR_INVALID, message naming the entry) changes nothing. */
+ * A bad entry (ERR_RANGE / ERR_INVALID, message naming the entry) changes nothing.
+ * (llama/qwen2: past its K and V, the last layer runs only the entries with want_logits,
+ * so a prompt chunk asking for none costs one layer's attention and MLP less.) */
 int forward_batch(struct forward *f, const struct forward_entry *e, int n,
                   const float **logits, struct err *err);
 

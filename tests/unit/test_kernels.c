@@ -910,6 +910,89 @@ static void test_vector_ops(void **state)
     kernels_init(KERNELS_ISA_REF);
 }
 
+/* kernels_att_scores and kernels_att_wsum for one (type, d, n_q, n_rows): the scores
+ * against float64 on the rows as stored; each score the same bits when its query runs
+ * alone and when its row's block is cut short (the batch invariance of attention rests on
+ * it); the weighted sums the same bits as one kernels_wsum per query. */
+static void check_att(enum kernels_type t, int d, int n_q, int n_rows)
+{
+    size_t rb = kernels_row_bytes(t, d) + 8, ss = (size_t)n_rows + 3;
+    unsigned char *rows = malloc(rb * (size_t)n_rows);
+    float *q = malloc(sizeof(float) * (size_t)(n_q * d)), *xr = malloc(4 * (size_t)d);
+    float *src = malloc(4 * (size_t)d), *s = malloc(sizeof(float) * ss * (size_t)n_q);
+    float *s1 = malloc(sizeof(float) * ss * (size_t)n_q);
+    float *y = malloc(sizeof(float) * (size_t)(n_q * d)), *y1 = malloc(4 * (size_t)d);
+    double *e = calloc((size_t)(n_q * n_rows), sizeof(double));
+    double *mag = calloc((size_t)(n_q * n_rows), sizeof(double));
+    const float scale = 0.088f;
+    fill(q, (int64_t)n_q * d, 1.0f);
+    for (int j = 0; j < n_rows; j++) {
+        fill(src, d, 1.0f + 0.01f * (float)j);
+        assert_int_equal(kernels_quantize_row(t, src, rows + rb * (size_t)j, d), 0);
+        kernels_dequantize_row(t, rows + rb * (size_t)j, xr, d);
+        for (int i = 0; i < n_q; i++)
+            for (int c = 0; c < d; c++) {
+                double p = (double)q[i * d + c] * xr[c] * scale;
+                e[i * n_rows + j] += p;
+                mag[i * n_rows + j] += fabs(p);
+            }
+    }
+    kernels_att_scores(t, rows, rb, n_rows, q, (size_t)d, n_q, scale, s, ss, d);
+    for (int i = 0; i < n_q; i++)
+        for (int j = 0; j < n_rows; j++)
+            assert_true(fabs(s[i * ss + j] - e[i * n_rows + j]) <=
+                        1e-6 * (mag[i * n_rows + j] + 1e-6));
+    for (int i = 0; i < n_q; i++) { /* query i alone */
+        kernels_att_scores(t, rows, rb, n_rows, q + (size_t)i * d, (size_t)d, 1, scale, s1,
+                           ss, d);
+        assert_memory_equal(s1, s + (size_t)i * ss, sizeof(float) * (size_t)n_rows);
+    }
+    if (n_rows > 1) { /* one row fewer: the last block shorter */
+        kernels_att_scores(t, rows, rb, n_rows - 1, q, (size_t)d, n_q, scale, s1, ss, d);
+        for (int i = 0; i < n_q; i++)
+            assert_memory_equal(s1 + (size_t)i * ss, s + (size_t)i * ss,
+                                sizeof(float) * (size_t)(n_rows - 1));
+    }
+    if (t == KERNELS_F32 || t == KERNELS_F16 || t == KERNELS_BF16) {
+        for (int i = 0; i < n_q; i++) /* weights: the scores, softmaxed */
+            kernels_softmax(s + (size_t)i * ss, n_rows);
+        kernels_att_wsum(t, s, ss, n_q, rows, rb, n_rows, y, (size_t)d, d);
+        for (int i = 0; i < n_q; i++) {
+            kernels_wsum(t, s + (size_t)i * ss, rows, rb, n_rows, y1, d);
+            assert_memory_equal(y1, y + (size_t)i * d, 4 * (size_t)d);
+        }
+    }
+    free(rows), free(q), free(xr), free(src), free(s), free(s1), free(y), free(y1);
+    free(e), free(mag);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    enum kernels_isa isas[3];
+    int n_isa = simd_isas(isas);
+    /* 64 and 128: the grouped AVX-512 path (4 or 8 vectors); 16, 48 and 80: other widths
+     * of it; 100: the weighted sum's tail, scores through the per-pair dot; 160: wider
+     * than the grouped scores take */
+    static const int ds[] = {16, 48, 64, 80, 100, 128, 160};
+    static const int nqs[] = {1, 6, 7, 13};
+    static const int nrs[] = {1, 15, 16, 17, 45};
+    static const enum kernels_type ts[] = {KERNELS_F32, KERNELS_F16, KERNELS_BF16,
+                                           KERNELS_Q8_0};
+    for (int k = -1; k < n_isa; k++) {
+        kernels_init(k < 0 ? KERNELS_ISA_REF : isas[k]);
+        for (int ti = 0; ti < 4; ti++)
+            for (int di = 0; di < 7; di++) {
+                if (ds[di] % kernels_block_size(ts[ti]))
+                    continue;
+                for (int qi = 0; qi < 4; qi++)
+                    for (int ri = 0; ri < 5; ri++)
+                        check_att(ts[ti], ds[di], nqs[qi], nrs[ri]);
+            }
+    }
+    kernels_init(KERNELS_ISA_REF);
+}
+
 static void test_rope(void **state)
 {
     (void)state;
@@ -976,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_vector_ops),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_rope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -292,6 +292,19 @@ static void test_batch_invariance(void **state)
     for (int s = 0; s < 4; s++)
         assert_int_equal(forward_seq_len(f, s), hist_len[s] + step_len[s]);
 
+    /* A history fed in chunks that ask for no logits at all (the last layer then stops
+     * after its K and V) leaves the cache a later step needs. */
+    struct forward *g = new_ctx(m, 4, 32, 16, KERNELS_F16, FORWARD_MATMUL_FLOAT);
+    struct forward_entry h[9];
+    for (int i = 0; i < hist_len[3]; i++)
+        h[i] = (struct forward_entry){3, i, tok[3][i], false};
+    assert_int_equal(forward_batch(g, h, 5, &lg, &err), 0);
+    assert_int_equal(forward_batch(g, h + 5, hist_len[3] - 5, &lg, &err), 0);
+    lg = run_seq(g, 3, hist_len[3], tok[3] + hist_len[3], step_len[3]);
+    struct cmp c3 = compare(lg, alone + 3 * (size_t)n_vocab, n_vocab);
+    assert_true(c3.max_abs <= 1e-5);
+    forward_free(g);
+
     /* A gap in positions, or a jump inside one batch, is refused and changes nothing. */
     struct forward_entry gap = {0, 9, 1, true};
     assert_int_equal(forward_batch(f, &gap, 1, &lg, &err), ERR_INVALID);
