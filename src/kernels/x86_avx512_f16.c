@@ -247,8 +247,10 @@ _Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
  * Large-batch F16 product (gemm_q, from GEMM_MIN_TOK tokens): the tile above spends a
  * widening and a load per 8 FMAs and keeps 16 lanes per sum; here both operands are
  * widened once per call into packed float panels, and the register tile is an outer
- * product: 48 rows (3 zmm of a packed weight column) by 8 tokens (broadcasts), 24 FMAs
- * for 3 vector loads and 8 broadcasts, nothing widened in the loop.
+ * product: 48 rows (3 zmm of a packed weight column) by 8 tokens, 24 FMAs for 3 vector
+ * loads, each FMA taking its token as a {1to16} broadcast operand from memory (a
+ * separate broadcast per token took an FP pipe slot from the FMAs: ~4 % slower on Zen 5),
+ * nothing widened in the loop.
  *
  * Same bits as the tile: there, lane j of a row's sum accumulates columns k = j mod 16
  * in ascending order, and sum16 adds the 16 lanes in a fixed tree. Here the columns are
@@ -377,7 +379,7 @@ F16_UNROLL
 F16_UNROLL
         for (int t = 0; t < GEMM_TOKS; t++) {
             __m512 xb = _mm512_set1_ps(xq[(size_t)s * GEMM_TOKS + (size_t)t]);
-            __asm__("" : "+v"(xb)); /* one broadcast per token, not one per FMA */
+            /* left to the compiler, which folds it into each FMA's memory operand */
 F16_UNROLL
             for (int v = 0; v < nrv; v++)
                 acc[t][v] = _mm512_fmadd_ps(wv[v], xb, acc[t][v]);
@@ -390,6 +392,23 @@ F16_UNROLL
             accm[t * GEMM_NRV + v] = acc[t][v];
 }
 
+/* y[t * ys + r] for one token group: the 16 phase sums of part (16 x 8 x nrv vectors)
+ * added by sum16's tree (so the tile's bits) */
+KERNELS_INLINE void gemm_reduce(const __m512 *pp, float *y, size_t ys, const int nrv)
+{
+#define GEMM_P(ph) pp[((size_t)(ph) * GEMM_TOKS + (size_t)t) * GEMM_NRV + (size_t)v]
+    for (int t = 0; t < GEMM_TOKS; t++)
+        for (int v = 0; v < nrv; v++) {
+            __m512 s[4];
+            for (int q = 0; q < 4; q++)
+                s[q] = _mm512_add_ps(_mm512_add_ps(GEMM_P(4 * q), GEMM_P(4 * q + 2)),
+                                     _mm512_add_ps(GEMM_P(4 * q + 1), GEMM_P(4 * q + 3)));
+            _mm512_storeu_ps(y + (size_t)t * ys + (size_t)(16 * v),
+                             _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+        }
+#undef GEMM_P
+}
+
 /* One panel (16 nrv rows, packed at wp) by the token block's ng groups (xp, n * 8
  * floats each), phase by phase and within a phase GEMM_KS steps at a time, so that each
  * slice of the panel (at most 24 KiB) serves every group from L1 before the next is
@@ -400,6 +419,20 @@ KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int6
                                const int nrv)
 {
     const size_t pg = 16 * GEMM_TOKS * GEMM_NRV; /* vectors of part per group */
+    if (off[1] <= GEMM_KS) {
+        /* every phase one slice (n <= 16 GEMM_KS): group by group instead, the panel
+         * (at most 384 KiB, L2) and the group's tokens read as two sequential streams,
+         * the group's phase sums staying in L1; the same arithmetic */
+        for (int64_t g = 0; g < ng; g++) {
+            for (int p = 0; p < 16; p++)
+                gemm_phase(part + (size_t)p * GEMM_TOKS * GEMM_NRV,
+                           wp + (size_t)off[p] * (size_t)(16 * nrv),
+                           xp + ((size_t)g * (size_t)n + (size_t)off[p]) * GEMM_TOKS,
+                           off[p + 1] - off[p], 1, nrv);
+            gemm_reduce(part, y + (size_t)(g * GEMM_TOKS) * ys, ys, nrv);
+        }
+        return;
+    }
     for (int p = 0; p < 16; p++)
         for (int64_t s0 = off[p]; s0 == off[p] || s0 < off[p + 1]; s0 += GEMM_KS) {
             /* (a phase without steps, under 16 columns, still zeroes its sums) */
@@ -410,21 +443,8 @@ KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int6
                            xp + ((size_t)g * (size_t)n + (size_t)s0) * GEMM_TOKS, ns,
                            s0 == off[p], nrv);
         }
-    for (int64_t g = 0; g < ng; g++) {
-        const __m512 *pp = part + (size_t)g * pg;
-#define GEMM_P(ph) pp[((size_t)(ph) * GEMM_TOKS + (size_t)t) * GEMM_NRV + (size_t)v]
-        for (int t = 0; t < GEMM_TOKS; t++)
-            for (int v = 0; v < nrv; v++) {
-                __m512 s[4];
-                for (int q = 0; q < 4; q++)
-                    s[q] = _mm512_add_ps(_mm512_add_ps(GEMM_P(4 * q), GEMM_P(4 * q + 2)),
-                                         _mm512_add_ps(GEMM_P(4 * q + 1), GEMM_P(4 * q + 3)));
-                _mm512_storeu_ps(y + (size_t)(g * GEMM_TOKS + t) * ys + (size_t)(16 * v),
-                                 _mm512_add_ps(_mm512_add_ps(s[0], s[1]),
-                                               _mm512_add_ps(s[2], s[3])));
-            }
-#undef GEMM_P
-    }
+    for (int64_t g = 0; g < ng; g++)
+        gemm_reduce(part + (size_t)g * pg, y + (size_t)(g * GEMM_TOKS) * ys, ys, nrv);
 }
 
 /* whole tiles only (kernels_gemm_fn): re - rb and n_tok multiples of 16 */
