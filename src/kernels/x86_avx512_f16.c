@@ -590,16 +590,7 @@ static void avx512_att_scores(enum kernels_type t, const void *x, size_t stride,
         for (int i = 0; i < n_q; i++) {
             const float *qi = q + (size_t)i * qs;
             float *si = s + (size_t)i * ss + (size_t)j0;
-            switch (nv) {
-            case 1: att_scores_q(kb, nj, qi, scale, si, 1); break;
-            case 2: att_scores_q(kb, nj, qi, scale, si, 2); break;
-            case 3: att_scores_q(kb, nj, qi, scale, si, 3); break;
-            case 4: att_scores_q(kb, nj, qi, scale, si, 4); break;
-            case 5: att_scores_q(kb, nj, qi, scale, si, 5); break;
-            case 6: att_scores_q(kb, nj, qi, scale, si, 6); break;
-            case 7: att_scores_q(kb, nj, qi, scale, si, 7); break;
-            default: att_scores_q(kb, nj, qi, scale, si, 8); break;
-            }
+            KERNELS_NX8_SWITCH(nv, att_scores_q, kb, nj, qi, scale, si);
         }
     }
 }
@@ -637,7 +628,21 @@ F16_UNROLL
             _mm512_storeu_ps(y + (size_t)i * ys + c0 + 16 * v, acc[i][v]);
 }
 
-#define ATT_WSUM_CASES(nv)                                                                     switch (nq) {                                                                              case 1: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 1, nv); break;             case 2: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 2, nv); break;             case 3: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 3, nv); break;             case 4: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 4, nv); break;             case 5: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 5, nv); break;             default: att_wsum_block(ai, as, t, x, stride, n_rows, yi, ys, c, 6, nv); break;            }
+/* att_wsum_block with n_q (1..ATT_WQ) made a constant, so acc[][] stays in registers */
+KERNELS_INLINE void att_wsum_cols(const float *a, size_t as, enum kernels_type t,
+                                  const void *x, size_t stride, int n_rows, float *y,
+                                  size_t ys, int64_t c0, int n_q, const int nv)
+{
+    switch (n_q) {
+    case 1: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 1, nv); break;
+    case 2: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 2, nv); break;
+    case 3: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 3, nv); break;
+    case 4: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 4, nv); break;
+    case 5: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 5, nv); break;
+    default: att_wsum_block(a, as, t, x, stride, n_rows, y, ys, c0, 6, nv); break;
+    }
+}
+_Static_assert(ATT_WQ == 6, "att_wsum_cols switches over 1..6 queries");
 
 static void avx512_att_wsum(enum kernels_type t, const float *a, size_t as, int n_q,
                             const void *x, size_t stride, int n_rows, float *y, size_t ys,
@@ -653,9 +658,9 @@ static void avx512_att_wsum(enum kernels_type t, const float *a, size_t as, int 
         float *yi = y + (size_t)i0 * ys;
         int64_t c = 0;
         for (; c + 64 <= d; c += 64)
-            ATT_WSUM_CASES(4)
+            att_wsum_cols(ai, as, t, x, stride, n_rows, yi, ys, c, nq, 4);
         for (; c + 16 <= d; c += 16)
-            ATT_WSUM_CASES(1)
+            att_wsum_cols(ai, as, t, x, stride, n_rows, yi, ys, c, nq, 1);
         if (c < d) /* the last columns, per query as kernels_wsum would do them */
             for (int i = 0; i < nq; i++)
                 g_wsum_next(t, ai + (size_t)i * as,
@@ -663,7 +668,6 @@ static void avx512_att_wsum(enum kernels_type t, const float *a, size_t as, int 
                             n_rows, yi + (size_t)i * ys + c, d - c);
     }
 }
-#undef ATT_WSUM_CASES
 
 void kernels_avx512_f16_fill(struct kernels_table *t)
 {

@@ -111,10 +111,9 @@ static void attention(struct forward *f, const struct forward_entry *e, int n, i
     const struct model_hparams *hp = &f->m->hp;
     int grp = hp->n_head / hp->n_head_kv, nth = threadpool_size(f->pool);
     long pairs = (long)n * hp->n_head_kv;
-    int per_kv = pairs >= nth ? 1 : (int)((nth + pairs - 1) / pairs);
-    per_kv = per_kv > grp ? grp : per_kv;
-    int piece = (grp + per_kv - 1) / per_kv;
-    per_kv = (grp + piece - 1) / piece;
+    long want = (nth + pairs - 1) / pairs; /* pieces per group to give every thread one */
+    int piece = want >= grp ? 1 : (int)((grp + want - 1) / want);
+    int per_kv = (grp + piece - 1) / piece;
     struct att_task at = {f, e, n, layer, per_kv, piece, 1.0f / sqrtf((float)hp->head_dim)};
     threadpool_run(f->pool, att_worker, &at);
 }
