@@ -707,6 +707,34 @@ static void avx2_swiglu(float *out, const float *gate, const float *up, int64_t 
         out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+/* rmsnorm as ref_rmsnorm: the squares in float, summed in double (8 lanes, so not the
+ * reference's order, which double precision makes immaterial), the scaling in float in
+ * its order. The reference's one double add chain per element (4-cycle latency) was
+ * 0.5 % of a 512-token F16 prefill. */
+static void avx2_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    _Alignas(32) double lanes[4];
+    _mm256_store_pd(lanes, _mm256_add_pd(s0, s1));
+    double ss = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (int64_t j = i; j < n; j++)
+        ss += (double)(x[j] * x[j]);
+    float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        _mm256_storeu_ps(y + i, w ? _mm256_mul_ps(v, _mm256_loadu_ps(w + i)) : v);
+    }
+    for (; i < n; i++)
+        y[i] = x[i] * scale * (w ? w[i] : 1.0f);
+}
+
 /* softmax as ref_softmax: max, exp(x - max) with exp8 (~2 ulp; below -87 it gives
  * 1.6e-38 instead of 0, nothing against a sum >= 1), the sum in double (4 lanes, so not
  * the reference's order, which double precision makes immaterial), then 1/sum. Attention
@@ -907,6 +935,7 @@ void kernels_avx2_fill(struct kernels_table *t)
     t->quantize_q8_K_act = avx2_quantize_q8_K_act;
     t->swiglu = avx2_swiglu;
     t->softmax = avx2_softmax;
+    t->rmsnorm = avx2_rmsnorm;
     t->add = avx2_add;
     t->scale = avx2_scale;
 }

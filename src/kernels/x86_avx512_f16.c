@@ -248,9 +248,9 @@ _Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
  * widening and a load per 8 FMAs and keeps 16 lanes per sum; here both operands are
  * widened once per call into packed float panels, and the register tile is an outer
  * product: 48 rows (3 zmm of a packed weight column) by 8 tokens, 24 FMAs for 3 vector
- * loads, each FMA taking its token as a {1to16} broadcast operand from memory (a
- * separate broadcast per token took an FP pipe slot from the FMAs: ~4 % slower on Zen 5),
- * nothing widened in the loop.
+ * loads and 8 broadcasts straight from memory (load pipes, no FP pipe), nothing widened
+ * in the loop. (A {1to16} memory operand on each of the 24 FMAs instead measured 18 %
+ * slower on Zen 5: 24 loads per step.)
  *
  * Same bits as the tile: there, lane j of a row's sum accumulates columns k = j mod 16
  * in ascending order, and sum16 adds the 16 lanes in a fixed tree. Here the columns are
@@ -267,9 +267,12 @@ _Static_assert(F16_TOKS == 8, "avx512_tile_f16 switches over 1..8 tokens");
  */
 #define GEMM_TOKS 8               /* tokens per register tile */
 #define GEMM_NRV 3                /* 16-row vectors per panel: 8 x 3 = 24 accumulators */
-#define GEMM_X_BYTES (4u << 20)   /* packed activations per token block */
+#define GEMM_X_BYTES (9u << 19)   /* packed activations per token block, 4.5 MiB: 128 tokens of
+                                   * 8960 columns, a 512-token batch in 4 whole blocks (4 MiB:
+                                   * 4 x 112 + 64); 3 and 8 MiB measured slower */
 #define GEMM_MIN_TOK 128          /* below this the packing costs about what it saves */
 #define GEMM_PF 256               /* halves ahead that packing prefetches (512 bytes) */
+#define GEMM_PF_STEP 8            /* phase sums prefetched per step before the reduction */
 #define GEMM_KS 128               /* steps per slice of a phase: 24 KiB of the panel, L1 */
 
 /* r[j] lane i <- r[i] lane j */
@@ -361,9 +364,11 @@ static void pack_toks(const void *x, size_t xs, int64_t n, const int64_t *off, f
 _Static_assert(GEMM_TOKS == 8, "pack_toks splits 16 tokens into two groups");
 
 /* acc[t][v] (from zero when first, else from acc) over steps of one phase; acc is in
- * memory (part) and lives in registers meanwhile */
+ * memory (part) and lives in registers meanwhile. With pf, the first n_pf vectors there
+ * are prefetched meanwhile, GEMM_PF_STEP per step. */
 KERNELS_INLINE void gemm_phase(__m512 *accm, const float *wq, const float *xq,
-                               int64_t steps, int first, const int nrv)
+                               int64_t steps, int first, const int nrv, const __m512 *pf,
+                               int64_t n_pf)
 {
     __m512 acc[GEMM_TOKS][GEMM_NRV];
 F16_UNROLL
@@ -372,6 +377,9 @@ F16_UNROLL
         for (int v = 0; v < nrv; v++)
             acc[t][v] = first ? _mm512_setzero_ps() : accm[t * GEMM_NRV + v];
     for (int64_t s = 0; s < steps; s++) {
+        if (pf && s * GEMM_PF_STEP < n_pf)
+            for (int q = 0; q < GEMM_PF_STEP; q++)
+                _mm_prefetch((const char *)(pf + s * GEMM_PF_STEP + q), _MM_HINT_T0);
         __m512 wv[GEMM_NRV];
 F16_UNROLL
         for (int v = 0; v < nrv; v++)
@@ -379,7 +387,7 @@ F16_UNROLL
 F16_UNROLL
         for (int t = 0; t < GEMM_TOKS; t++) {
             __m512 xb = _mm512_set1_ps(xq[(size_t)s * GEMM_TOKS + (size_t)t]);
-            /* left to the compiler, which folds it into each FMA's memory operand */
+            /* gcc emits one vbroadcastss from memory per token here */
 F16_UNROLL
             for (int v = 0; v < nrv; v++)
                 acc[t][v] = _mm512_fmadd_ps(wv[v], xb, acc[t][v]);
@@ -424,11 +432,14 @@ KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int6
          * (at most 384 KiB, L2) and the group's tokens read as two sequential streams,
          * the group's phase sums staying in L1; the same arithmetic */
         for (int64_t g = 0; g < ng; g++) {
+            /* by the last phase the streamed panel has pushed the first 15 phases' sums
+             * out of L1: the reduction waited on L2 for them (~4 % of the product) */
             for (int p = 0; p < 16; p++)
                 gemm_phase(part + (size_t)p * GEMM_TOKS * GEMM_NRV,
                            wp + (size_t)off[p] * (size_t)(16 * nrv),
                            xp + ((size_t)g * (size_t)n + (size_t)off[p]) * GEMM_TOKS,
-                           off[p + 1] - off[p], 1, nrv);
+                           off[p + 1] - off[p], 1, nrv, p == 15 ? part : NULL,
+                           15 * GEMM_TOKS * GEMM_NRV);
             gemm_reduce(part, y + (size_t)(g * GEMM_TOKS) * ys, ys, nrv);
         }
         return;
@@ -441,7 +452,7 @@ KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int6
                 gemm_phase(part + (size_t)g * pg + (size_t)p * GEMM_TOKS * GEMM_NRV,
                            wp + (size_t)s0 * (size_t)(16 * nrv),
                            xp + ((size_t)g * (size_t)n + (size_t)s0) * GEMM_TOKS, ns,
-                           s0 == off[p], nrv);
+                           s0 == off[p], nrv, NULL, 0);
         }
     for (int64_t g = 0; g < ng; g++)
         gemm_reduce(part + (size_t)g * pg, y + (size_t)(g * GEMM_TOKS) * ys, ys, nrv);

@@ -847,6 +847,10 @@ static void test_vector_ops(void **state)
             kernels_rmsnorm(y, x, w, n, 1e-6f);
             for (int i = 0; i < n; i++)
                 assert_true(fabs(y[i] - x[i] * sc * w[i]) <= 1e-5 * (fabs(x[i] * sc * w[i]) + 1e-3));
+            memcpy(z, x, 4 * (size_t)n); /* in place, no weights */
+            kernels_rmsnorm(z, z, NULL, n, 1e-6f);
+            for (int i = 0; i < n; i++)
+                assert_true(fabs(z[i] - x[i] * sc) <= 1e-5 * (fabs(x[i] * sc) + 1e-3));
             /* softmax */
             memcpy(y, x, 4 * (size_t)n);
             kernels_softmax(y, n);
