@@ -430,7 +430,7 @@ KERNELS_INLINE void gemm_panel(const float *wp, const float *xp, int64_t n, int6
     if (off[1] <= GEMM_KS) {
         /* every phase one slice (n <= 16 GEMM_KS): group by group instead, the panel
          * (at most 384 KiB, L2) and the group's tokens read as two sequential streams,
-         * the group's phase sums staying in L1; the same arithmetic */
+         * the group's phase sums in part; the same arithmetic */
         for (int64_t g = 0; g < ng; g++) {
             /* by the last phase the streamed panel has pushed the first 15 phases' sums
              * out of L1: the reduction waited on L2 for them (~4 % of the product) */
