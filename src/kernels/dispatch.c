@@ -140,6 +140,7 @@ int kernels_init(enum kernels_isa force)
         return ERR_UNSUPPORTED;
 #if defined(__x86_64__)
     kernels_avx2_fill(&kernels_tab);
+    kernels_avx2_f16_fill(&kernels_tab);
     if (want == KERNELS_ISA_AVX512 || want == KERNELS_ISA_AMX) {
         kernels_avx512_fill(&kernels_tab);
         kernels_avx512_f16_fill(&kernels_tab);

@@ -159,6 +159,7 @@ extern struct kernels_table kernels_tab;
 
 void kernels_ref_fill(struct kernels_table *t);
 void kernels_avx2_fill(struct kernels_table *t);   /* x86_avx2.c */
+void kernels_avx2_f16_fill(struct kernels_table *t); /* x86_avx2_f16.c */
 void kernels_avx512_fill(struct kernels_table *t); /* x86_avx512.c */
 void kernels_avx512_f16_fill(struct kernels_table *t); /* x86_avx512_f16.c */
 /* x86_avx512.c: the tiles in the canonical form the AMX kernels agree with */
