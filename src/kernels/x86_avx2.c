@@ -200,6 +200,8 @@ KERNELS_UNROLL8
         for (int j = 0; j < 8; j++)
             _mm256_store_si256((__m256i *)(void *)screp[j],
                                _mm256_shuffle_epi8(sc16, bcast16_mask(j)));
+        /* Q5_K: the fifth bits of all 8 sub-blocks, bit j for sub-block j */
+        __m256i hv = five ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
         __m256i sumi[KERNELS_NX];
 KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++)
@@ -213,7 +215,6 @@ KERNELS_UNROLL8
                 __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4)
                               : _mm256_and_si256(raw, m4);
                 if (five) {
-                    __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
                     __m256i bit = _mm256_set1_epi8((char)(1 << j));
                     __m256i hb = _mm256_cmpeq_epi8(_mm256_and_si256(hv, bit), bit);
                     q = _mm256_or_si256(q, _mm256_and_si256(hb, _mm256_set1_epi8(16)));
