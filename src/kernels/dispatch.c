@@ -417,6 +417,10 @@ int kernels_matmul_q(const struct kernels_tensor_view *W, const void *act, float
     kernels_gemm_fn gemm = kernels_tab.gemm_q[W->type];
     kernels_dot_fn dot = kernels_tab.dot_q[W->type];
     nx = nx > 0 && nx <= KERNELS_NX_MAX ? nx : KERNELS_NX;
+    if (n_tok == 1 && kernels_tab.gemv_q[W->type]) {
+        kernels_tab.gemv_q[W->type](W, act, y, row_begin, row_end);
+        return 0;
+    }
     if (gemm && n_tok >= kernels_tab.gemm_min_tok[W->type] && n_tok >= 16 &&
         row_end - row_begin >= 16) {
         /* whole 16 x 16 tiles there, the rest on the (bit-identical) tile or dot */

@@ -111,6 +111,15 @@ typedef void (*kernels_tile_fn)(const void *w, size_t w_stride, int n_r, const v
 typedef int (*kernels_gemm_fn)(const struct kernels_tensor_view *W, const void *act,
                                size_t xs, float *y, int n_tok, int64_t rb, int64_t re);
 
+/*
+ * One-token product over a thread's whole row range (decode): y[r] for rb <= r < re,
+ * activations of kernels_act_type. Seeing the whole range (tile_q gets tile_rows rows
+ * per call) lets it choose how the rows are streamed from memory. Its results equal
+ * tile_q's for one token bit for bit (batch invariance rests on it).
+ */
+typedef void (*kernels_gemv_fn)(const struct kernels_tensor_view *W, const void *act,
+                                float *y, int64_t rb, int64_t re);
+
 struct kernels_table {
     kernels_dot_fn dot_f32[KERNELS_NTYPES];
     kernels_dot_fn dot_q[KERNELS_NTYPES];
@@ -128,6 +137,8 @@ struct kernels_table {
      * pays off only over many tokens) */
     kernels_gemm_fn gemm_q[KERNELS_NTYPES];
     int gemm_min_tok[KERNELS_NTYPES];
+    /* optional: one-token products (NULL: tile_q or dot_q) */
+    kernels_gemv_fn gemv_q[KERNELS_NTYPES];
     void (*quantize_q8_0_act)(const float *x, void *y, int64_t n);
     void (*quantize_q8_K_act)(const float *x, void *y, int64_t n);
     void (*f32_to_f16)(const float *x, kernels_fp16 *y, int64_t n);

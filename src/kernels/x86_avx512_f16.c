@@ -20,10 +20,14 @@
  * sums of all the call's rows wait in part[] between chunks and are reduced at the end,
  * 16 rows at a time.
  *
- * One token (decode) is bound by memory instead: dec_rows walks whole rows, 4 at a time,
- * with the same FMA sequence (so the same bits), and asks for the next tile's rows a
- * tile ahead by software prefetch; the register tile prefetches its next rows the same
- * way. Measured in docs/PERFORMANCE.md.
+ * One token (decode) is bound by memory instead. A one-token product goes to gemv_q
+ * (avx512_gemv_f16), which cuts the thread's row range into four parts and walks one
+ * row of each at a time: four sequential streams far apart, which the hardware
+ * prefetcher follows. Within a tile call (the rows and tokens a GEMM leaves over)
+ * dec_rows walks whole rows, 4 side by side, asking for the next tile's rows by
+ * software prefetch; the register tile prefetches its next rows the same way. All
+ * three give a row the same FMA sequence and reduction, so the same bits. Measured in
+ * docs/PERFORMANCE.md.
  */
 #if defined(__x86_64__)
 
@@ -150,13 +154,13 @@ KERNELS_INLINE void sum16_at(const __m512 *v, size_t vs, int n, float *y)
 
 static void sum16(const __m512 *v, int n, float *y) { sum16_at(v, F16_TOKS, n, y); }
 
-/* One token (decode): n_r rows walked whole, side by side, into part[r * F16_TOKS] with
- * the FMA sequence of the chunked path (16-column steps from 0, the masked tail last), so
- * the bits are the same. A decode call is bound by memory, not FMAs: whole rows are long
- * streams for the hardware prefetcher, and each step asks for the next tile's rows at the
- * same column, a tile ahead (the prefetcher stops at 4 KiB pages). */
-KERNELS_INLINE void dec_tile(__m512 *part, const kernels_fp16 *w, size_t ws,
-                             const kernels_fp16 *x, int64_t n, const int n_r)
+/* One token: n_r rows w[r] walked whole, side by side, into out[r * os] with the FMA
+ * sequence of the chunked path (16-column steps from 0, the masked tail last), so the
+ * bits are the same. With pf (dec_tile), each step also asks for pf[r] at the same
+ * column; without (gemv_q), none. */
+KERNELS_INLINE void rows_walk(__m512 *out, size_t os, const kernels_fp16 *const *w,
+                              const kernels_fp16 *const *pf, const kernels_fp16 *x,
+                              int64_t n, const int n_r)
 {
     __m512 acc[F16_DEC_ROWS];
 F16_UNROLL
@@ -164,15 +168,15 @@ F16_UNROLL
         acc[r] = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        if ((i & 31) == 0) {
+        if (pf && (i & 31) == 0) {
 F16_UNROLL
             for (int r = 0; r < n_r; r++)
-                __builtin_prefetch(kernels_hrow(w, ws, r + n_r) + i, 0, 3);
+                __builtin_prefetch(pf[r] + i, 0, 3);
         }
         __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
 F16_UNROLL
         for (int r = 0; r < n_r; r++) {
-            __m256i h = _mm256_loadu_si256((const __m256i *)(kernels_hrow(w, ws, r) + i));
+            __m256i h = _mm256_loadu_si256((const __m256i *)(w[r] + i));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), xv, acc[r]);
         }
     }
@@ -181,13 +185,28 @@ F16_UNROLL
         __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
 F16_UNROLL
         for (int r = 0; r < n_r; r++) {
-            __m256i h = _mm256_maskz_loadu_epi16(m, kernels_hrow(w, ws, r) + i);
+            __m256i h = _mm256_maskz_loadu_epi16(m, w[r] + i);
             acc[r] = _mm512_fmadd_ps(_mm512_cvtph_ps(h), xv, acc[r]);
         }
     }
 F16_UNROLL
     for (int r = 0; r < n_r; r++)
-        part[r * F16_TOKS] = acc[r];
+        out[(size_t)r * os] = acc[r];
+}
+
+/* One token within a tile call: n_r consecutive rows into part[r * F16_TOKS]. A decode
+ * call is bound by memory, not FMAs: each step asks for the next tile's rows at the same
+ * column, a tile ahead (the prefetcher stops at 4 KiB pages). */
+KERNELS_INLINE void dec_tile(__m512 *part, const kernels_fp16 *w, size_t ws,
+                             const kernels_fp16 *x, int64_t n, const int n_r)
+{
+    const kernels_fp16 *rows[F16_DEC_ROWS], *next[F16_DEC_ROWS];
+F16_UNROLL
+    for (int r = 0; r < n_r; r++) {
+        rows[r] = kernels_hrow(w, ws, r);
+        next[r] = kernels_hrow(w, ws, r + n_r);
+    }
+    rows_walk(part, F16_TOKS, rows, next, x, n, n_r);
 }
 
 static void dec_rows(__m512 *part, const void *w, size_t ws, int n_r, const void *x,
@@ -206,6 +225,53 @@ static void dec_rows(__m512 *part, const void *w, size_t ws, int n_r, const void
     }
 }
 _Static_assert(F16_DEC_ROWS == 4, "dec_rows switches over 1..4 rows");
+
+/*
+ * One token over a thread's whole row range (gemv_q). The range is cut into
+ * F16_GEMV_STREAMS contiguous parts walked side by side, one row of each at a time, so
+ * memory sees that many sequential streams a part apart (96 KiB to 58 MB in the 1.5B
+ * shape): the hardware prefetcher follows those at close to a plain read's speed, where
+ * rows side by side (3 KiB apart, dec_tile) confuse it and need software prefetch
+ * (docs/PERFORMANCE.md). Each row gets rows_walk's FMA sequence and sum16's tree, as
+ * in dec_tile, so the bits are the tile's.
+ */
+#define F16_GEMV_STREAMS 4 /* at most F16_DEC_ROWS: rows_walk's accumulators */
+
+static void avx512_gemv_f16(const struct kernels_tensor_view *W, const void *act, float *y,
+                            int64_t rb, int64_t re)
+{
+    const kernels_fp16 *x = kernels_hrow(act, 0, 0);
+    /* each part a whole number of 16-row groups, reduced 16 rows at a time */
+    int64_t per = (re - rb + F16_GEMV_STREAMS - 1) / F16_GEMV_STREAMS;
+    per = (per + 15) / 16 * 16;
+    __m512 part[F16_GEMV_STREAMS * 16];
+    for (int64_t j0 = 0; j0 < per; j0 += 16) {
+        int jn = 0;
+        for (int j = 0; j < 16; j++) {
+            const kernels_fp16 *wr[F16_GEMV_STREAMS];
+            int na = 0; /* the parts with a row j0 + j: a prefix, later parts end first */
+            for (; na < F16_GEMV_STREAMS && rb + na * per + j0 + j < re; na++)
+                wr[na] = kernels_hrow(W->data, W->row_bytes, rb + na * per + j0 + j);
+            if (na == 0)
+                break;
+            __m512 *pj = part + j;
+            switch (na) {
+            case 1: rows_walk(pj, 16, wr, NULL, x, W->cols, 1); break;
+            case 2: rows_walk(pj, 16, wr, NULL, x, W->cols, 2); break;
+            case 3: rows_walk(pj, 16, wr, NULL, x, W->cols, 3); break;
+            default: rows_walk(pj, 16, wr, NULL, x, W->cols, F16_GEMV_STREAMS); break;
+            }
+            jn = j + 1;
+        }
+        for (int q = 0; q < F16_GEMV_STREAMS; q++) {
+            int64_t r0 = rb + q * per + j0;
+            int64_t cnt = re - r0 < jn ? re - r0 : jn;
+            if (cnt > 0)
+                sum16_at(part + q * 16, 1, (int)cnt, y + r0);
+        }
+    }
+}
+_Static_assert(F16_GEMV_STREAMS == 4, "avx512_gemv_f16 switches over 1..4 parts");
 
 /* One call: n_r rows x n_x tokens (n_x constant), chunk by chunk. */
 KERNELS_INLINE void call_body(const void *w, size_t ws, int n_r, const void *x, size_t xs,
@@ -693,6 +759,7 @@ void kernels_avx512_f16_fill(struct kernels_table *t)
     t->tile_toks[KERNELS_F16] = F16_TOKS;
     t->gemm_q[KERNELS_F16] = avx512_gemm_f16; /* x86_amx.c may replace it */
     t->gemm_min_tok[KERNELS_F16] = GEMM_MIN_TOK;
+    t->gemv_q[KERNELS_F16] = avx512_gemv_f16;
 }
 
 #if defined(__clang__)

@@ -636,6 +636,20 @@ static void check_bits(enum kernels_isa isa, enum kernels_type t, int rows, int 
                 fail();
             }
     }
+    /* one token over uneven row ranges (gemv_q gets a thread's whole range): the same
+     * bits, and nothing written outside the range */
+    for (int r0 = 0; r0 < rows; r0 += 37) {
+        int r1 = r0 + 37 < rows ? r0 + 37 : rows;
+        for (int r = 0; r < rows; r++)
+            y1[r] = -1e30f;
+        assert_int_equal(kernels_matmul_q(&W, act, y1, 1, r0, r1), 0);
+        for (int r = 0; r < rows; r++)
+            if (r >= r0 && r < r1 ? !(y1[r] == yb[r]) : y1[r] != -1e30f) {
+                fprintf(stderr, "isa %d %s %dx%d rows [%d, %d) row %d: %.9g, batch %.9g\n",
+                        (int)isa, kernels_type_name(t), rows, cols, r0, r1, r, y1[r], yb[r]);
+                fail();
+            }
+    }
     for (int r0 = 0; r0 < rows; r0 += 16) { /* row ranges, as the thread pool splits them */
         int r1 = r0 + 16 < rows ? r0 + 16 : rows;
         assert_int_equal(kernels_matmul_q(&W, act, yr, n_tok, r0, r1), 0);
@@ -658,8 +672,8 @@ static int isa_or_skip(enum kernels_isa isa, const char *why)
 }
 
 /* The F16 tiles of AVX2 (x86_avx2_f16.c) and AVX-512: a token's bits do not depend on
- * the batch (under 16 tokens, so no AMX), the one-token path (whole rows, dec_tile)
- * included: partial row tiles, column tails, more than one 512-column chunk, more than
+ * the batch (under 16 tokens, so no AMX), the one-token paths (AVX-512: gemv_q over a
+ * row range in four streams; AVX2: whole rows, dec_tile) included: partial row tiles, column tails, more than one 512-column chunk, more than
  * one call per row block. AVX2 runs everywhere the suite runs on x86; AVX-512 where the
  * CPU has it. */
 static void test_matmul_f16_bits(void **state)
@@ -680,6 +694,8 @@ static void test_matmul_f16_bits(void **state)
         for (size_t ri = 0; ri < 5; ri++)
             for (size_t ki = 0; ki < 4; ki++)
                 check_bits(isas[s], KERNELS_F16, rows[ri], cols[(ri + ki) % 3], toks[ki]);
+        /* the one-token path's four row streams, each more than one 16-row group */
+        check_bits(isas[s], KERNELS_F16, 301, 100, 2);
     }
     if (!ran)
         skip();
