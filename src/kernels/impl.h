@@ -124,8 +124,9 @@ struct kernels_table {
     kernels_dot_fn dot_f32[KERNELS_NTYPES];
     kernels_dot_fn dot_q[KERNELS_NTYPES];
     /* optional (NULL: matmul_q uses dot_q). When set, matmul_q uses it for every token
-     * count, so its result for a (row, token) pair must not depend on n_r or n_x: batch
-     * invariance rests on it (test_model, test_deepseek2 check it end to end). */
+     * count that gemm_q and gemv_q (same bits) do not take, so its result for a (row,
+     * token) pair must not depend on n_r or n_x: batch invariance rests on it
+     * (test_model, test_deepseek2 check it end to end). */
     kernels_tile_fn tile_q[KERNELS_NTYPES];
     int tile_rows[KERNELS_NTYPES];
     int tile_toks[KERNELS_NTYPES];

@@ -1,8 +1,9 @@
 /*
  * x86_avx512_f16: AVX-512 register-tiled F16 x F16 product (tile_q of F16; dispatch uses
- * it for every F16 product, a single token too, except the whole 16 x 16 tiles of calls
- * with 128 tokens or more, which go to the packed GEMM below, gemm_q, with the same
- * bits). Installed after kernels_avx512_fill;
+ * it for every F16 product of 2 to 127 tokens and for what the GEMM leaves over; the
+ * whole 16 x 16 tiles of calls with 128 tokens or more go to the packed GEMM below,
+ * gemm_q, and single tokens to gemv_q, both with the same bits). Installed after
+ * kernels_avx512_fill;
  * uses F, BW and VL (the masked 16-bit tail load), which cpu_has_avx512 checks. Same
  * results as ref.c up to float summation order. A result's arithmetic does not depend on
  * the call's row and token counts or on its place in a tile (chunks follow the column
