@@ -38,7 +38,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_kernels [rows cols]  (cols a multiple of 256)\n");
         return 2;
     }
-    const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q8_0, KERNELS_F16};
+    const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q6_K, KERNELS_Q8_0, KERNELS_F16};
     const enum kernels_isa isas[] = {KERNELS_ISA_REF, KERNELS_ISA_AVX2, KERNELS_ISA_AVX512,
                                      KERNELS_ISA_AMX};
     const int toks[] = {1, 64};
@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         x[i] = frand();
     printf("%-5s %-10s %-5s %4s %10s %10s %10s\n", "type", "isa", "path", "ntok", "ms/prod",
            "weightGB/s", "GFLOP/s");
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < (int)(sizeof types / sizeof types[0]); ti++) {
         enum kernels_type t = types[ti];
         size_t rb = kernels_row_bytes(t, cols);
         unsigned char *w = malloc(rb * (size_t)rows);

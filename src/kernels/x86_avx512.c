@@ -5,10 +5,11 @@
  *  - Q8_0/Q4_0/Q5_0 and Q4_K: register tiles (tile_q, used for every product of these
  *    types, one token too): 8 rows in each 512-bit register, VNNI vpdpbusd (u8 x s8,
  *    four products summed into s32, no saturation); see their sections below.
- *  - Q6_K x Q8_K: a one-row dot with 512-bit vpdpbusd (two 32-quant chunks per register,
+ *  - Q6_K: a register tile (tile_q) for two tokens and more, and for single tokens
+ *    (gemv_q) a one-row dot with 512-bit vpdpbusd (two 32-quant chunks per register,
  *    four u6 x s8 products per s32 lane), vpackssdw of two such sums to s16, then
- *    vpdpwssd multiplies them by the sub-block scales and accumulates in s32. Q5_K stays
- *    on AVX2.
+ *    vpdpwssd by the sub-block scales into s32; both in the canonical form (below), so
+ *    with the same bits. Q5_K stays on AVX2.
  *    F16 x F16 tiles are in x86_avx512_f16.c. A 16-wide FMA version of the one-row
  *    F32/F16 dots was measured slower than AVX2 here (frequency), so it was dropped.
  */
@@ -23,6 +24,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "kernels/impl.h"
@@ -114,6 +116,14 @@ static inline void tile_row_ptrs(const void *w, size_t ws, int n_r, const void *
         rows[r] = (const char *)w + (size_t)(r < n_r ? r : n_r - 1) * ws;
 }
 
+/* the next tile's lines: `lines` cache lines at byte offset off of each of the 8 rows */
+static inline void tile_prefetch8(const void *const *w, size_t off, int lines)
+{
+    for (int r = 0; r < 8; r++)
+        for (int l = 0; l < lines; l++)
+            __builtin_prefetch((const char *)w[r] + off + 64 * (size_t)l, 0, 3);
+}
+
 /* block i of 8 rows: the pieces W[0..3], the start value -128 * (quant sums) of each
  * token's sums, and the scales */
 KERNELS_INLINE void tile_rows8(enum kernels_type t, const void *const *w, int64_t i,
@@ -187,8 +197,7 @@ KERNELS_INLINE void tile32_body(enum kernels_type t, const void *const *w, size_
          * line: one prefetch per row and block covers every line. Q8_0 decode (Zen 5 VM,
          * 1.5B shape) 17.3-18.1 -> 26.8-27.8 t/s; with KERNELS_PREFETCH ahead instead,
          * 1 KiB, 2 KiB and 8 KiB were no better than 4 KiB */
-        for (int r = 0; r < 8; r++)
-            __builtin_prefetch((const char *)w[r] + ahead + (size_t)i * bb, 0, 3);
+        tile_prefetch8(w, ahead + (size_t)i * bb, 1);
         __m512i W[4], corr;
         __m512 dw;
         tile_rows8(t, w, i, W, &corr, &dw);
@@ -425,10 +434,7 @@ KERNELS_UNROLL8
     for (int64_t i = 0; i < n / QK_K; i++) {
         /* the next tile's rows, as in tile32_body (Q4_K_M decode 47-50 -> 55-57 t/s);
          * 144-byte blocks: 3 lines each, the next block's prefetch covers a 4th */
-        for (int r = 0; r < 8; r++)
-            for (int l = 0; l < 3; l++)
-                __builtin_prefetch((const char *)((const struct block_q4_K *)w[r] + i) +
-                                   ahead + 64 * l, 0, 3);
+        tile_prefetch8(w, (size_t)i * sizeof(struct block_q4_K) + ahead, 3);
         struct q4kt_block bv;
         q4kt_block_values(w, i, ix, &bv);
         __m512i isum[TILE_T];
@@ -507,23 +513,243 @@ static void avx512c_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, 
     KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 1);
 }
 
+/* ---------------------------------------------------- register-tiled Q6_K (prefill, decode) */
+
+/*
+ * tile_q of Q6_K: 8 rows x TILE_T tokens, one zmm accumulator per token, as tile32 and
+ * q4kt_body. The 6-bit quants (0..63) are vpdpbusd's u8 operand against the Q8_K
+ * activations (s8); the -32 offset goes through the activation's 16-quant sums
+ * (bsums), as in the one-row dot below. Where the one-row dot pays, per token and
+ * block, a bias madd, a shift, a subtraction, a scale broadcast, a cvt and an fma for
+ * one row, this tile pays them once for 8 rows.
+ *  - the weights are transposed raw (the ql halves and qh of each 128-quant half, 32
+ *    bytes per row each, tile_transpose8) and the 6-bit quants assembled after the
+ *    transpose, so the assembly serves all 8 rows: Q[q] holds quants 8q..8q+7 of a
+ *    32-quant chunk of row TILE_ROW[j] in 64-bit lane j.
+ *  - a 16-quant sub-block's sum over the 8 quants of one lane can reach 8 * 63 * 128 =
+ *    64,512, past s16, so each dpbusd (4 quants per s32 lane, |sum| <= 32,256) starts
+ *    from zero; the two of a sub-block are packed to s16 (vpackssdw, exact) and one
+ *    vpdpwssd multiplies both by the row's scale into the token's s32 block sum. The pack
+ *    interleaves per 128-bit lane L, so every s32 vector here holds row TILE_ROW[2L] in
+ *    dwords 0 and 2 of lane L and row TILE_ROW[2L + 1] in dwords 1 and 3 ("layout P");
+ *    scales, row d and bias scales are built in it once per block for all tokens.
+ *  - the bias 32 * sum_s sc_s bsum_s: four vpdpwssd per token and block, scale pairs of
+ *    layout P against the bsum pairs as two 128-bit broadcasts and their pair swaps.
+ *  - integer sums are exact in s32; per block and token the row's two dwords are added
+ *    (exact), then one cvt, one vmulps (8 rows' d x the token's d) and an fma: the
+ *    canonical form fma(float(block sum), d * dx, acc) in block order, what the one-row
+ *    dot below (gemv_q, single tokens) and x86_amx.c compute, so all three agree bit for
+ *    bit and a token's result does not depend on its batch. Fewer than 8 rows repeat the
+ *    last row.
+ * Measured (Ice Lake VM, one thread, in-process A/B against the one-row dot, best of 12):
+ * 1536 x 8960 x 64 tokens 101 -> 140 GFLOP/s, 8960 x 1536 117 -> 128.
+ */
+
+/* the 32 bytes at offset off of block i of the 8 rows, transposed (see tile_transpose8) */
+static inline void q6kt_load8(const void *const *w, int64_t i, size_t off, __m512i *T)
+{
+    __m512i z[4];
+    for (int r = 0; r < 4; r++) {
+        const uint8_t *a = (const uint8_t *)((const struct block_q6_K *)w[r] + i) + off;
+        const uint8_t *b = (const uint8_t *)((const struct block_q6_K *)w[r + 4] + i) + off;
+        z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                                  _mm256_loadu_si256((const __m256i *)b), 1);
+    }
+    tile_transpose8(z, T);
+}
+
+/* pshufb control giving, per word w of a 128-bit lane, the byte at index idx(w) as the
+ * word's high byte (low byte zero); srai by 8 then sign-extends it */
+static inline __m512i q6kt_ctrl(const uint8_t idx[8])
+{
+    uint8_t c[64];
+    for (int l = 0; l < 4; l++)
+        for (int w = 0; w < 8; w++) {
+            c[16 * l + 2 * w] = 0x80;
+            c[16 * l + 2 * w + 1] = idx[w];
+        }
+    return _mm512_loadu_si512((const void *)c);
+}
+
+static inline __m512i q6kt_words(__m512i c, __m512i ctrl)
+{
+    return _mm512_srai_epi16(_mm512_shuffle_epi8(c, ctrl), 8);
+}
+
+/* the per-block values of 8 rows in layout P */
+struct q6kt_block {
+    __m512i clo, chi; /* lane L: scales 0..7 (clo) or 8..15 (chi) of row TILE_ROW[2L],
+                       * then those of row TILE_ROW[2L + 1], as bytes */
+    __m512i bs[4];    /* bias scale pairs: dword p of lane L, row TILE_ROW[2L + (p & 1)],
+                       * pair p, p ^ 1, 4 + p, 4 + (p ^ 1) (scales 2 pair, 2 pair + 1) */
+    __m512 d;         /* d of the dword's row */
+};
+
+KERNELS_INLINE void q6kt_block_values(const void *const *w, int64_t i, const __m512i *bctl,
+                                      struct q6kt_block *v)
+{
+    const struct block_q6_K *b[8];
+    for (int r = 0; r < 8; r++)
+        b[r] = (const struct block_q6_K *)w[r] + i;
+    /* lane L of x: the 16 scales of row TILE_ROW[2L] = 0, 4, 2, 6; of y: TILE_ROW[2L + 1] */
+    __m512i x =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)b[0]->scales));
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(const void *)b[4]->scales), 1);
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(const void *)b[2]->scales), 2);
+    x = _mm512_inserti32x4(x, _mm_loadu_si128((const __m128i *)(const void *)b[6]->scales), 3);
+    __m512i y =
+        _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)b[1]->scales));
+    y = _mm512_inserti32x4(y, _mm_loadu_si128((const __m128i *)(const void *)b[5]->scales), 1);
+    y = _mm512_inserti32x4(y, _mm_loadu_si128((const __m128i *)(const void *)b[3]->scales), 2);
+    y = _mm512_inserti32x4(y, _mm_loadu_si128((const __m128i *)(const void *)b[7]->scales), 3);
+    v->clo = _mm512_unpacklo_epi64(x, y);
+    v->chi = _mm512_unpackhi_epi64(x, y);
+    v->bs[0] = q6kt_words(v->clo, bctl[0]);
+    v->bs[1] = q6kt_words(v->clo, bctl[1]);
+    v->bs[2] = q6kt_words(v->chi, bctl[0]);
+    v->bs[3] = q6kt_words(v->chi, bctl[1]);
+    /* words h0 h1 h4 h5 h2 h3 h6 h7: dword L is lane L's row pair; each twice */
+    __m128i hv = _mm_set_epi16((short)b[7]->d, (short)b[6]->d, (short)b[3]->d, (short)b[2]->d,
+                               (short)b[5]->d, (short)b[4]->d, (short)b[1]->d, (short)b[0]->d);
+    v->d =
+        _mm512_cvtph_ps(_mm256_set_m128i(_mm_unpackhi_epi32(hv, hv), _mm_unpacklo_epi32(hv, hv)));
+}
+
+/* a token's accumulator (rows TILE_ROW[2L], TILE_ROW[2L + 1] in dwords 0, 1 of lane L)
+ * into y[0..nr) */
+static inline void q6kt_store8(__m512 acc, float *y, int nr)
+{
+    _Alignas(64) float v[16];
+    _mm512_store_ps(v, acc);
+    for (int l = 0; l < 4; l++)
+        for (int e = 0; e < 2; e++)
+            if (TILE_ROW[2 * l + e] < nr) y[TILE_ROW[2 * l + e]] = v[4 * l + e];
+}
+
+/* chunk (32 quants) sums of one token into isum: sub-blocks sa (Q[0], Q[1]) and sb
+ * (Q[2], Q[3]) against the chunk's activations a */
+KERNELS_INLINE __m512i q6kt_chunk(__m512i isum, const __m512i *Q, const int8_t *a, __m512i sa,
+                                  __m512i sb)
+{
+    __m512i p[4];
+KERNELS_UNROLL8
+    for (int q = 0; q < 4; q++)
+        p[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), Q[q], q4kt_bcast8(a + 8 * q));
+    isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(p[0], p[1]), sa);
+    return _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(p[2], p[3]), sb);
+}
+
+KERNELS_INLINE void q6kt_body(const void *const *w, size_t ahead, const void *x, size_t xs,
+                              int64_t n, float *y, size_t ys, int nr, const int nt)
+{
+    __m512 acc[TILE_T];
+KERNELS_UNROLL8
+    for (int k = 0; k < nt; k++)
+        acc[k] = _mm512_setzero_ps();
+    /* scale control s (sub-block s & 7 of clo / chi): words (j0, j0, j1, j1) twice */
+    __m512i sctl[8], bctl[2];
+    for (int s = 0; s < 8; s++) {
+        const uint8_t idx[8] = {(uint8_t)s, (uint8_t)s, (uint8_t)(8 + s), (uint8_t)(8 + s),
+                                (uint8_t)s, (uint8_t)s, (uint8_t)(8 + s), (uint8_t)(8 + s)};
+        sctl[s] = q6kt_ctrl(idx);
+    }
+    /* bias pairs: dword p takes pair p (bctl[0]) or p ^ 1 (bctl[1]) of row j0 (p even,
+     * bytes 0..7) or j1 (p odd, bytes 8..15) */
+    for (int k = 0; k < 2; k++) {
+        uint8_t idx[8];
+        for (int p = 0; p < 4; p++) {
+            int pair = k ? p ^ 1 : p, o = (p & 1) * 8;
+            idx[2 * p] = (uint8_t)(o + 2 * pair);
+            idx[2 * p + 1] = (uint8_t)(o + 2 * pair + 1);
+        }
+        bctl[k] = q6kt_ctrl(idx);
+    }
+    const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        /* the next tile's rows, as in q4kt_body; 210-byte blocks: 4 lines each */
+        tile_prefetch8(w, (size_t)i * sizeof(struct block_q6_K) + ahead, 4);
+        struct q6kt_block bv;
+        q6kt_block_values(w, i, bctl, &bv);
+        __m512i isum[TILE_T];
+KERNELS_UNROLL8
+        for (int k = 0; k < nt; k++)
+            isum[k] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i QH[4];
+            q6kt_load8(w, i, offsetof(struct block_q6_K, qh) + 32 * (size_t)h, QH);
+            /* g = 0: ql bytes 0..31 of the half, chunks 0 (low nibbles, qh bits 0-1) and 2
+             * (high nibbles, bits 4-5); g = 1: bytes 32..63, chunks 1 (bits 2-3) and 3 (6-7) */
+            for (int g = 0; g < 2; g++) {
+                __m512i QL[4], A[4], B[4];
+                q6kt_load8(w, i, offsetof(struct block_q6_K, ql) + 64 * (size_t)h + 32 * (size_t)g,
+                           QL);
+                for (int q = 0; q < 4; q++) {
+                    __m512i ha = g ? _mm512_slli_epi16(QH[q], 2) : _mm512_slli_epi16(QH[q], 4);
+                    __m512i hb = g ? _mm512_srli_epi16(QH[q], 2) : QH[q];
+                    /* nibble | (high bits & 0x30) */
+                    A[q] = _mm512_ternarylogic_epi32(_mm512_and_si512(QL[q], m4), ha, m30, 0xF8);
+                    B[q] = _mm512_ternarylogic_epi32(
+                        _mm512_and_si512(_mm512_srli_epi16(QL[q], 4), m4), hb, m30, 0xF8);
+                }
+                /* sub-blocks of chunk c = 4h + j: 2c and 2c + 1; A is chunk j = g, B j = g + 2 */
+                int ca = 4 * h + g, cb = 4 * h + g + 2;
+                __m512i src_a = ca < 4 ? bv.clo : bv.chi, src_b = cb < 4 ? bv.clo : bv.chi;
+                __m512i sa0 = q6kt_words(src_a, sctl[(2 * ca) & 7]);
+                __m512i sa1 = q6kt_words(src_a, sctl[(2 * ca + 1) & 7]);
+                __m512i sb0 = q6kt_words(src_b, sctl[(2 * cb) & 7]);
+                __m512i sb1 = q6kt_words(src_b, sctl[(2 * cb + 1) & 7]);
+KERNELS_UNROLL8
+                for (int k = 0; k < nt; k++) {
+                    const struct block_q8_K *a = (const struct block_q8_K *)xrow(x, xs, k) + i;
+                    isum[k] = q6kt_chunk(isum[k], A, a->qs + 32 * ca, sa0, sa1);
+                    isum[k] = q6kt_chunk(isum[k], B, a->qs + 32 * cb, sb0, sb1);
+                }
+            }
+        }
+KERNELS_UNROLL8
+        for (int k = 0; k < nt; k++) {
+            const struct block_q8_K *a = (const struct block_q8_K *)xrow(x, xs, k) + i;
+            __m512i lo =
+                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)a->bsums));
+            __m512i hi = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)(a->bsums + 8)));
+            __m512i bias = _mm512_dpwssd_epi32(_mm512_setzero_si512(), bv.bs[0], lo);
+            bias = _mm512_dpwssd_epi32(bias, bv.bs[1], _mm512_shuffle_epi32(lo, 0xB1));
+            bias = _mm512_dpwssd_epi32(bias, bv.bs[2], hi);
+            bias = _mm512_dpwssd_epi32(bias, bv.bs[3], _mm512_shuffle_epi32(hi, 0xB1));
+            __m512i s = _mm512_sub_epi32(isum[k], _mm512_slli_epi32(bias, 5));
+            /* the row's whole block sum (exact) in dwords 0 and 1 of each lane */
+            s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, 0x4E));
+            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                                     _mm512_mul_ps(bv.d, _mm512_set1_ps(a->d)), acc[k]);
+        }
+    }
+KERNELS_UNROLL8
+    for (int k = 0; k < nt; k++)
+        q6kt_store8(acc[k], y + (size_t)k * ys, nr);
+}
+
+/* 1 <= n_r <= 8, 1 <= n_x <= TILE_T, n a multiple of QK_K */
+static void avx512_tile_q6_K(const void *w, size_t ws, int n_r, const void *x, size_t xs, int n_x,
+                             int64_t n, float *y, size_t ys)
+{
+    const void *rows[8];
+    tile_row_ptrs(w, ws, n_r, rows);
+    KERNELS_NX8_SWITCH(n_x, q6kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r);
+}
 /* ======================================================================== K-quants, 512-bit */
 
 /* Q6_K against Q8_K: a 64-byte load of ql holds chunks 4h (low nibbles of bytes 0..31)
  * and 4h+1 (low nibbles of 32..63); their high bits come from the same 32 qh bytes
  * shifted by 4 and 2, one variable shift per half. The -32 offset goes through the
  * activation block sums as in the AVX2 version (exact in s32). */
-/* canon = 1 (installed with the AMX kernels): the block's integer sum is reduced to one
- * s32 (exact) and each token's result is a scalar fma(float(isum), d * dx, acc) per
- * block in block order, the arithmetic of x86_amx.c's Q6_K, bit for bit. */
+/* The canonical form: the block's integer sum is reduced to one s32 (exact) and each
+ * token's result is a scalar fma(float(isum), d * dx, acc) per block in block order, the
+ * arithmetic of the Q6_K tile above and of x86_amx.c's Q6_K, bit for bit. */
 KERNELS_INLINE void q6k_body(const void *w, const void *x, size_t xs, int64_t n, float *out,
-                         const int canon, const int n_x)
+                         const int n_x)
 {
-    __m512 acc[KERNELS_NX_MAX];
     float accs[KERNELS_NX_MAX] = {0};
-KERNELS_UNROLL8
-    for (int k = 0; k < n_x; k++)
-        acc[k] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
     const __m512i sh_a = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i sh_b = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
@@ -559,7 +785,7 @@ KERNELS_UNROLL8
         for (int k = 0; k < n_x; k++) {
             const struct block_q8_K *y = (const struct block_q8_K *)xrow(x, xs, k) + i;
             __m512i s4[4];
-    KERNELS_UNROLL8
+KERNELS_UNROLL8
             for (int c = 0; c < 4; c++) /* 4 x 63 x 128 fits s16: the packs never saturate */
                 s4[c] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[c],
                                             _mm512_loadu_si512((const void *)(y->qs + 64 * c)));
@@ -569,28 +795,30 @@ KERNELS_UNROLL8
             __m256i bias = _mm256_madd_epi16(sc_all,
                                              _mm256_loadu_si256((const __m256i *)y->bsums));
             sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(_mm256_slli_epi32(bias, 5)));
-            if (canon) {
-                accs[k] = fmaf((float)_mm512_reduce_add_epi32(sumi), d * y->d, accs[k]);
-                continue;
-            }
-            acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi),
-                                     acc[k]);
+            accs[k] = fmaf((float)_mm512_reduce_add_epi32(sumi), d * y->d, accs[k]);
         }
     }
 KERNELS_UNROLL8
     for (int k = 0; k < n_x; k++)
-        out[k] = canon ? accs[k] : _mm512_reduce_add_ps(acc[k]);
+        out[k] = accs[k];
 }
 
-static void avx512_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                              float *out)
-{
-    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out, 0);
-}
 static void avx512c_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
                                float *out)
 {
-    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out, 1);
+    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out);
+}
+
+/* one token (gemv_q): this dot row by row, bit for bit what the Q6_K tile gives the token
+ * in a batch (both are the canonical form); the tile's shared weight unpacking does not
+ * pay for one token (measured 8960 x 1536, one thread, best of 12: 38 against 62
+ * GFLOP/s) */
+static void avx512_gemv_q6_K(const struct kernels_tensor_view *W, const void *act, float *y,
+                             int64_t rb, int64_t re)
+{
+    for (int64_t r = rb; r < re; r++)
+        avx512c_dot_q_q6_K((const char *)W->data + (size_t)r * W->row_bytes, act, 0, 1, W->cols,
+                           y + r);
 }
 
 static void set_tile(struct kernels_table *t, enum kernels_type ty, kernels_tile_fn f)
@@ -600,16 +828,16 @@ static void set_tile(struct kernels_table *t, enum kernels_type ty, kernels_tile
     t->tile_toks[ty] = TILE_T;
 }
 
-/* The tiles serve every product of their types (one token too), so those types need no
- * one-row AVX-512 dot; Q6_K keeps one. */
+/* The tiles serve every product of their types (Q6_K: all but single tokens, which take
+ * its one-row dot with the same bits), so those types need no other AVX-512 dot. */
 void kernels_avx512_fill(struct kernels_table *t)
 {
     set_tile(t, KERNELS_Q8_0, avx512_tile_q8_0);
     set_tile(t, KERNELS_Q4_0, avx512_tile_q4_0);
     set_tile(t, KERNELS_Q5_0, avx512_tile_q5_0);
     set_tile(t, KERNELS_Q4_K, avx512_tile_q4_K);
-    t->dot_q[KERNELS_Q6_K] = avx512_dot_q_q6_K;
-    t->dot_q_nx[KERNELS_Q6_K] = KERNELS_NX_MAX;
+    set_tile(t, KERNELS_Q6_K, avx512_tile_q6_K);
+    t->gemv_q[KERNELS_Q6_K] = avx512_gemv_q6_K;
 }
 
 /* the canonical tiles the AMX kernels agree with (see tile_fold) */
@@ -617,7 +845,7 @@ void kernels_avx512_canon_fill(struct kernels_table *t)
 {
     set_tile(t, KERNELS_Q8_0, avx512c_tile_q8_0);
     set_tile(t, KERNELS_Q4_K, avx512c_tile_q4_K);
-    t->dot_q[KERNELS_Q6_K] = avx512c_dot_q_q6_K;
+    /* Q6_K's tile and one-token dot are canonical already (kernels_avx512_fill) */
 }
 
 #if defined(__clang__)

@@ -568,7 +568,7 @@ static void test_matmul_tile_remainders(void **state)
     enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0,
-                                              KERNELS_Q4_K};
+                                              KERNELS_Q4_K, KERNELS_Q6_K};
     static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
     static const int toks[] = {2, 3, 4, 5, 8, 9, 17};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -725,6 +725,73 @@ static void test_matmul_f16_gemm(void **state)
         }
     check_matmul(KERNELS_F16, 50, 8960, 130, avx512, 1);
     check_bits(KERNELS_ISA_AVX512, KERNELS_F16, 50, 8960, 130);
+}
+
+/* The AVX-512 Q6_K tile: a token's bits do not depend on its batch (partial row and token
+ * tiles, several blocks, more than one call per row block); and on raw random blocks (any
+ * byte is a valid quant, scales from -128 to 127) with the extreme sums its s16 packing
+ * must hold: every quant 63 against the quantizer's extreme activations (x all -1: -127;
+ * the pack holds 4 * 63 * 128 = 32,256 per dpbusd lane for any s8), against the reference
+ * within TOL_SUM_ORDER. */
+static void test_matmul_q6k_tile(void **state)
+{
+    (void)state;
+    if (!isa_or_skip(KERNELS_ISA_AVX512, "no AVX-512 on this CPU: the Q6_K tile not tested"))
+        skip();
+    static const int rows[] = {1, 3, 8, 9, 13, 67};
+    static const int toks[] = {2, 5, 9, 15};
+    for (size_t ri = 0; ri < 6; ri++)
+        for (size_t ki = 0; ki < 4; ki++)
+            check_bits(KERNELS_ISA_AVX512, KERNELS_Q6_K, rows[ri], 256 * (int)(1 + (ri + ki) % 3),
+                       toks[ki]);
+    enum { R = 11, C = 768, T = 3 };
+    size_t rb = kernels_row_bytes(KERNELS_Q6_K, C), arb = kernels_act_row_bytes(KERNELS_Q6_K, C);
+    uint8_t *w = malloc(rb * R);
+    float *x = malloc(sizeof(float) * T * C), *wd = malloc(sizeof(float) * R * C);
+    float *xd = malloc(sizeof(float) * T * C), *y0 = malloc(sizeof(float) * T * R);
+    float *y1 = malloc(sizeof(float) * T * R);
+    void *act = malloc(arb * T);
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < rb * R; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(seed >> 24);
+    }
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < C / 256; b++) {
+            uint8_t *blk = w + rb * (size_t)r + 210 * (size_t)b;
+            if (r == 0) /* every quant 63, scales 127 and -128 */
+                for (int k = 0; k < 192; k++)
+                    blk[k] = 0xFF;
+            if (r == 0)
+                for (int k = 0; k < 16; k++)
+                    blk[192 + k] = (uint8_t)(k % 2 ? 0x80 : 0x7F);
+            blk[208] = 0x66, blk[209] = (uint8_t)(0x2C + r % 4); /* d: fp16 about 0.06..0.4 */
+        }
+    fill(x, (int64_t)T * C, 1.0f);
+    for (int c = 0; c < C; c++)
+        x[c] = -1.0f; /* token 0: every activation -128 */
+    kernels_init(KERNELS_ISA_REF);
+    assert_int_equal(kernels_quantize_act(KERNELS_Q6_K, x, C, T, act), 0);
+    for (int k = 0; k < T; k++)
+        kernels_dequantize_row(KERNELS_Q8_K, (char *)act + arb * (size_t)k, xd + (size_t)k * C, C);
+    for (int r = 0; r < R; r++)
+        kernels_dequantize_row(KERNELS_Q6_K, w + rb * (size_t)r, wd + (size_t)r * C, C);
+    assert_true(((const int8_t *)act)[4] <= -127); /* qs[0] of token 0: the extreme */
+    struct kernels_tensor_view W = {KERNELS_Q6_K, w, R, C, rb};
+    assert_int_equal(kernels_matmul_q(&W, act, y0, T, 0, R), 0);
+    assert_int_equal(kernels_init(KERNELS_ISA_AVX512), 0);
+    assert_int_equal(kernels_matmul_q(&W, act, y1, T, 0, R), 0);
+    for (int k = 0; k < T; k++)
+        for (int r = 0; r < R; r++) {
+            double mag = 0;
+            for (int c = 0; c < C; c++)
+                mag += fabs((double)wd[(size_t)r * C + c] * xd[(size_t)k * C + c]);
+            size_t o = (size_t)k * R + r;
+            check_close(y1[o], y0[o], mag, TOL_SUM_ORDER, "Q6_K tile vs ref", KERNELS_Q6_K, C, k,
+                        r);
+        }
+    kernels_init(KERNELS_ISA_REF);
+    free(w), free(x), free(wd), free(xd), free(y0), free(y1), free(act);
 }
 
 static void test_matmul_amx(void **state)
@@ -1085,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_matmul_f16_tiles),
         cmocka_unit_test(test_matmul_f16_bits),
         cmocka_unit_test(test_matmul_f16_gemm),
+        cmocka_unit_test(test_matmul_q6k_tile),
         cmocka_unit_test(test_matmul_amx),
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
