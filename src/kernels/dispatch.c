@@ -464,6 +464,12 @@ void kernels_softmax(float *x, int64_t n)
     kernels_tab.softmax(x, n);
 }
 
+void kernels_flush_below(float *x, int64_t n, float below)
+{
+    for (int64_t i = 0; i < n; i++) /* a plain select: the compiler vectorizes it */
+        x[i] = x[i] < below ? 0.0f : x[i];
+}
+
 void kernels_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
     ensure_init();

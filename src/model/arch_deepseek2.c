@@ -219,6 +219,7 @@ static void attend_latent(struct forward *f, const struct forward_entry *e, int 
     for (int j = 0; j < n; j++)
         scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, C) * scale;
     kernels_softmax(scores, n);
+    kernels_flush_below(scores, n, KERNELS_ATT_P_MIN); /* no denormal assists (arch_llama.c) */
     memset(out, 0, (size_t)Lr * sizeof(float));
     /* the latent part (first Lr elements) of each cached row, straight from its F16/F32
      * bytes: a scalar dequantize + loop here was 45 % of a V2-Lite pp512 profile */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1063,6 +1064,24 @@ static void check_att(enum kernels_type t, int d, int n_q, int n_rows)
     free(e), free(mag);
 }
 
+/* kernels_flush_below: zero under the bound, everything else (the bound itself, negative
+ * values under it are zeroed too, NaN) as it was; attention's bound keeps the smallest
+ * F16 times a kept weight a normal float */
+static void test_flush_below(void **state)
+{
+    (void)state;
+    float x[] = {0.5f, 0x1p-65f, 0x1p-64f, 1e-40f, 0.0f, -1.0f, NAN, 0x1p-63f, 1.0f};
+    const float want[] = {0.5f, 0.0f, 0x1p-64f, 0.0f, 0.0f, 0.0f, NAN, 0x1p-63f, 1.0f};
+    kernels_flush_below(x, 9, KERNELS_ATT_P_MIN);
+    for (int i = 0; i < 9; i++)
+        if (isnan(want[i]))
+            assert_true(isnan(x[i]));
+        else
+            assert_true(x[i] == want[i]);
+    assert_true(KERNELS_ATT_P_MIN * 0x1p-24f >= FLT_MIN);
+    kernels_flush_below(x, 0, 1.0f); /* nothing to do */
+}
+
 static void test_attention(void **state)
 {
     (void)state;
@@ -1157,6 +1176,7 @@ int main(void)
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_vector_ops),
+        cmocka_unit_test(test_flush_below),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_rope),
     };
