@@ -38,7 +38,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_kernels [rows cols]  (cols a multiple of 256)\n");
         return 2;
     }
-    const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q6_K, KERNELS_Q8_0, KERNELS_F16};
+    const enum kernels_type types[] = {KERNELS_Q4_K, KERNELS_Q5_K, KERNELS_Q6_K, KERNELS_Q8_0,
+                                       KERNELS_F16};
     const enum kernels_isa isas[] = {KERNELS_ISA_REF, KERNELS_ISA_AVX2, KERNELS_ISA_AVX512,
                                      KERNELS_ISA_AMX};
     const int toks[] = {1, 64};

@@ -2,14 +2,14 @@
  * x86_avx512: AVX-512 (F/BW/VL/VNNI) versions of some dots; installed over the AVX2 table,
  * so every kernel not overridden here stays on AVX2. Same signatures and results as ref.c
  * up to float summation order.
- *  - Q8_0/Q4_0/Q5_0 and Q4_K: register tiles (tile_q, used for every product of these
- *    types, one token too): 8 rows in each 512-bit register, VNNI vpdpbusd (u8 x s8,
+ *  - Q8_0/Q4_0/Q5_0, Q4_K and Q5_K: register tiles (tile_q, used for every product of
+ *    these types, one token too): 8 rows in each 512-bit register, VNNI vpdpbusd (u8 x s8,
  *    four products summed into s32, no saturation); see their sections below.
  *  - Q6_K: a register tile (tile_q) for two tokens and more, and for single tokens
  *    (gemv_q) a one-row dot with 512-bit vpdpbusd (two 32-quant chunks per register,
  *    four u6 x s8 products per s32 lane), vpackssdw of two such sums to s16, then
  *    vpdpwssd by the sub-block scales into s32; both in the canonical form (below), so
- *    with the same bits. Q5_K stays on AVX2.
+ *    with the same bits.
  *    F16 x F16 tiles are in x86_avx512_f16.c. A 16-wide FMA version of the one-row
  *    F32/F16 dots was measured slower than AVX2 here (frequency), so it was dropped.
  */
@@ -284,14 +284,26 @@ static void avx512_tile_q5_0(const void *w, size_t ws, int n_r, const void *x, s
  * What limits it now: 512-bit loads issue about once per cycle on this VM (measured:
  * loads + dpbusd run at half the rate of dpbusd alone), and every dpbusd here takes one
  * broadcast load; 16 rows per tile (two weight zmm per broadcast) would halve them.
+ *
+ * Q5_K (q5 = 1) is the same tile: the same 16-byte header (d, dmin, 6-bit scales and
+ * mins), the 32 qh bytes transposed once per block as the quants are, and bit 2p (2p +
+ * 1) of a qh byte ORed in as bit 4 of sub-block 2p's (2p + 1's) quant. Quants up to 31
+ * take the 16 products of a lane to 63,488, past s16, so the lane's sum is scaled every
+ * 8 products (31,744): two vpdpwssd per sub-block and token instead of one. Measured (Ice
+ * Lake VM, one thread, in-process A/B against the AVX2 dot that Q5_K had, best of 12):
+ * 64 tokens 1536 x 8960 82 -> 178 GFLOP/s, 8960 x 1536 76 -> 167; one token 40 -> 53 and
+ * 34 -> 51.
  */
 
+/* block bytes of Q4_K (q5 = 0) or Q5_K (q5 = 1), which share the 16-byte header */
+#define Q4KT_BB(q5) ((q5) ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K))
+
 /* the 16-byte headers of block i of rows 4h..4h+3, one row per 128-bit lane */
-static inline __m512i q4kt_headers(const void *const *w, int64_t i, int h)
+static inline __m512i q4kt_headers(const void *const *w, int64_t i, int h, size_t bb)
 {
-    const struct block_q4_K *b[4];
+    const char *b[4];
     for (int r = 0; r < 4; r++)
-        b[r] = (const struct block_q4_K *)w[4 * h + r] + i;
+        b[r] = (const char *)w[4 * h + r] + (size_t)i * bb;
     /* the immediates of inserti32x4 must be constants, also at -O0 */
     __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)b[0]));
     v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(const void *)b[1]), 1);
@@ -334,9 +346,9 @@ struct q4kt_block {
 };
 
 KERNELS_INLINE void q4kt_block_values(const void *const *w, int64_t i, const __m512i *ix,
-                                      struct q4kt_block *v)
+                                      struct q4kt_block *v, size_t bb)
 {
-    __m512i h0 = q4kt_headers(w, i, 0), h1 = q4kt_headers(w, i, 1);
+    __m512i h0 = q4kt_headers(w, i, 0, bb), h1 = q4kt_headers(w, i, 1, bb);
     __m512i r0 = q4kt_unpack_scales(h0), r1 = q4kt_unpack_scales(h1);
     /* qwords: scales of rows 0..7, then the mins of rows 0..7 */
     __m512i scb = _mm512_permutex2var_epi64(r0, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), r1);
@@ -357,25 +369,48 @@ KERNELS_INLINE void q4kt_block_values(const void *const *w, int64_t i, const __m
     }
 }
 
-/* sub-blocks 2p (lo) and 2p + 1 (hi) of block i of the 8 rows: quants 8q..8q+7 of row
- * TILE_ROW[j] in 64-bit lane j of lo[q] and hi[q] */
-KERNELS_INLINE void q4kt_quants(const void *const *w, int64_t i, int p, __m512i *lo,
-                                __m512i *hi)
+/* the 32 bytes at offset off of block i (bb bytes) of the 8 rows, transposed (see
+ * tile_transpose8) */
+static inline void tile_load8(const void *const *w, int64_t i, size_t bb, size_t off,
+                              __m512i *T)
 {
     __m512i z[4];
     for (int r = 0; r < 4; r++) {
-        const struct block_q4_K *a = (const struct block_q4_K *)w[r] + i;
-        const struct block_q4_K *b = (const struct block_q4_K *)w[r + 4] + i;
-        z[r] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * p))),
-            _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p)), 1);
+        const char *a = (const char *)w[r] + (size_t)i * bb + off;
+        const char *b = (const char *)w[r + 4] + (size_t)i * bb + off;
+        z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                                  _mm256_loadu_si256((const __m256i *)b), 1);
     }
+    tile_transpose8(z, T);
+}
+
+/* bit b (0..7) of every byte of v moved to bit 4, the other bits arbitrary (16-bit shifts:
+ * the bits a byte takes from its neighbour stay out of bit 4) */
+static inline __m512i q5kt_bit_to_4(__m512i v, int b)
+{
+    return b <= 4 ? _mm512_sll_epi16(v, _mm_cvtsi32_si128(4 - b))
+                  : _mm512_srl_epi16(v, _mm_cvtsi32_si128(b - 4));
+}
+
+/* sub-blocks 2p (lo) and 2p + 1 (hi) of block i of the 8 rows: quants 8q..8q+7 of row
+ * TILE_ROW[j] in 64-bit lane j of lo[q] and hi[q]. Q5_K (qh: its high bits, transposed
+ * as the quants): bit 2p of a qh byte is lo's fifth bit, bit 2p + 1 hi's. */
+KERNELS_INLINE void q4kt_quants(const void *const *w, int64_t i, int p, __m512i *lo,
+                                __m512i *hi, const __m512i *qh, const int q5)
+{
     __m512i W[4];
-    tile_transpose8(z, W);
-    const __m512i m4 = _mm512_set1_epi8(0xF);
+    tile_load8(w, i, Q4KT_BB(q5),
+               (q5 ? offsetof(struct block_q5_K, qs) : offsetof(struct block_q4_K, qs)) +
+                   32 * (size_t)p,
+               W);
+    const __m512i m4 = _mm512_set1_epi8(0xF), m16 = _mm512_set1_epi8(0x10);
     for (int q = 0; q < 4; q++) {
         lo[q] = _mm512_and_si512(W[q], m4);
         hi[q] = _mm512_and_si512(_mm512_srli_epi16(W[q], 4), m4);
+        if (q5) { /* nibble | (high bit & 0x10) */
+            lo[q] = _mm512_ternarylogic_epi32(lo[q], q5kt_bit_to_4(qh[q], 2 * p), m16, 0xF8);
+            hi[q] = _mm512_ternarylogic_epi32(hi[q], q5kt_bit_to_4(qh[q], 2 * p + 1), m16, 0xF8);
+        }
     }
 }
 
@@ -406,7 +441,7 @@ static inline void q4kt_bsum_pairs(const struct block_q8_K *b, __m512i *s)
  */
 KERNELS_INLINE void q4kt_body(const void *const *w, size_t ahead, const void *x, size_t xs,
                               int64_t n, float *y, size_t ys, int nr, const int canon,
-                              const int nt)
+                              const int q5, const int nt)
 {
     __m512 acc[TILE_T];
 KERNELS_UNROLL8
@@ -434,22 +469,40 @@ KERNELS_UNROLL8
     for (int64_t i = 0; i < n / QK_K; i++) {
         /* the next tile's rows, as in tile32_body (Q4_K_M decode 47-50 -> 55-57 t/s);
          * 144-byte blocks: 3 lines each, the next block's prefetch covers a 4th */
-        tile_prefetch8(w, (size_t)i * sizeof(struct block_q4_K) + ahead, 3);
+        tile_prefetch8(w, (size_t)i * Q4KT_BB(q5) + ahead, q5 ? 4 : 3);
         struct q4kt_block bv;
-        q4kt_block_values(w, i, ix, &bv);
+        q4kt_block_values(w, i, ix, &bv, Q4KT_BB(q5));
+        __m512i qh[4];
+        if (q5)
+            tile_load8(w, i, Q4KT_BB(q5), offsetof(struct block_q5_K, qh), qh);
         __m512i isum[TILE_T];
 KERNELS_UNROLL8
         for (int k = 0; k < nt; k++)
             isum[k] = _mm512_setzero_si512();
         for (int p = 0; p < 4; p++) {
             __m512i lo[4], hi[4];
-            q4kt_quants(w, i, p, lo, hi);
+            q4kt_quants(w, i, p, lo, hi, qh, q5);
             __m512i sa = _mm512_maskz_permutex2var_epi16(0x55555555, bv.sc[0], ix[2 * p], bv.sc[1]);
             __m512i sb = _mm512_maskz_permutex2var_epi16(0x55555555, bv.sc[0], ix[2 * p + 1],
                                                          bv.sc[1]);
 KERNELS_UNROLL8
             for (int k = 0; k < nt; k++) {
                 const struct block_q8_K *b = (const struct block_q8_K *)xrow(x, xs, k) + i;
+                if (q5) { /* 8 x 31 x 128 = 31,744 per lane fits s16; 16 would not */
+KERNELS_UNROLL8
+                    for (int e = 0; e < 2; e++) {
+                        const int8_t *ya = b->qs + 64 * p + 16 * e, *yc = ya + 32;
+                        __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[2 * e],
+                                                        q4kt_bcast8(ya));
+                        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[2 * e],
+                                                        q4kt_bcast8(yc));
+                        a = _mm512_dpbusd_epi32(a, lo[2 * e + 1], q4kt_bcast8(ya + 8));
+                        c = _mm512_dpbusd_epi32(c, hi[2 * e + 1], q4kt_bcast8(yc + 8));
+                        isum[k] = _mm512_dpwssd_epi32(isum[k], a, sa);
+                        isum[k] = _mm512_dpwssd_epi32(isum[k], c, sb);
+                    }
+                    continue;
+                }
                 __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
 KERNELS_UNROLL8
                 for (int q = 0; q < 4; q++) {
@@ -503,14 +556,23 @@ static void avx512_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, s
 {
     const void *rows[8];
     tile_row_ptrs(w, ws, n_r, rows);
-    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 0);
+    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 0, 0);
 }
 static void avx512c_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, size_t xs,
                               int n_x, int64_t n, float *y, size_t ys)
 {
     const void *rows[8];
     tile_row_ptrs(w, ws, n_r, rows);
-    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 1);
+    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 1, 0);
+}
+
+/* Q5_K: the Q4_K tile with the fifth bits (q5 = 1); no AMX kernel, so one form */
+static void avx512_tile_q5_K(const void *w, size_t ws, int n_r, const void *x, size_t xs,
+                             int n_x, int64_t n, float *y, size_t ys)
+{
+    const void *rows[8];
+    tile_row_ptrs(w, ws, n_r, rows);
+    KERNELS_NX8_SWITCH(n_x, q4kt_body, rows, 8 * ws, x, xs, n, y, ys, n_r, 0, 1);
 }
 
 /* ---------------------------------------------------- register-tiled Q6_K (prefill, decode) */
@@ -546,27 +608,14 @@ static void avx512c_tile_q4_K(const void *w, size_t ws, int n_r, const void *x, 
  * controls built by scalar byte stores on each call: 140 and 128).
  */
 
-/* the 32 bytes at offset off of block i of the 8 rows, transposed (see tile_transpose8) */
-static inline void q6kt_load8(const void *const *w, int64_t i, size_t off, __m512i *T)
-{
-    __m512i z[4];
-    for (int r = 0; r < 4; r++) {
-        const uint8_t *a = (const uint8_t *)((const struct block_q6_K *)w[r] + i) + off;
-        const uint8_t *b = (const uint8_t *)((const struct block_q6_K *)w[r + 4] + i) + off;
-        z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-                                  _mm256_loadu_si256((const __m256i *)b), 1);
-    }
-    tile_transpose8(z, T);
-}
-
 /* pshufb controls (words: low byte 0x80, i.e. zero; high byte the index of the byte
  * wanted), which q6kt_words then sign-extends. Scale control s (sub-block s & 7 of clo /
  * chi): words (j0, j0, j1, j1) twice, j0's scales at bytes 0..7, j1's at 8..15. */
 static inline __m512i q6kt_sctl(int s)
 {
-    return _mm512_add_epi16(_mm512_broadcast_i32x4(_mm_setr_epi16(0x80, 0x80, 0x880, 0x880, 0x80,
-                                                                  0x80, 0x880, 0x880)),
-                            _mm512_set1_epi16((short)(s << 8)));
+    return _mm512_add_epi16(
+        _mm512_broadcast_i32x4(_mm_setr_epi16(0x80, 0x80, 0x880, 0x880, 0x80, 0x80, 0x880, 0x880)),
+        _mm512_set1_epi16((short)(s << 8)));
 }
 
 static inline __m512i q6kt_words(__m512i c, __m512i ctrl)
@@ -646,11 +695,10 @@ KERNELS_UNROLL8
         acc[k] = _mm512_setzero_ps();
     /* bias pairs: dword p takes scales (2 pair, 2 pair + 1) of row j0 (p even) or j1 (p
      * odd), pair = p (bctl[0]) or p ^ 1 (bctl[1]) */
-    const __m512i bctl[2] = {
-        _mm512_broadcast_i32x4(
-            _mm_setr_epi16(0x080, 0x180, 0xA80, 0xB80, 0x480, 0x580, 0xE80, 0xF80)),
-        _mm512_broadcast_i32x4(
-            _mm_setr_epi16(0x280, 0x380, 0x880, 0x980, 0x680, 0x780, 0xC80, 0xD80))};
+    const __m512i bctl[2] = {_mm512_broadcast_i32x4(_mm_setr_epi16(0x080, 0x180, 0xA80, 0xB80,
+                                                                   0x480, 0x580, 0xE80, 0xF80)),
+                             _mm512_broadcast_i32x4(_mm_setr_epi16(0x280, 0x380, 0x880, 0x980,
+                                                                   0x680, 0x780, 0xC80, 0xD80))};
     const __m512i m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
     for (int64_t i = 0; i < n / QK_K; i++) {
         /* the next tile's rows, as in q4kt_body; 210-byte blocks: 4 lines each */
@@ -663,13 +711,14 @@ KERNELS_UNROLL8
             isum[k] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             __m512i QH[4];
-            q6kt_load8(w, i, offsetof(struct block_q6_K, qh) + 32 * (size_t)h, QH);
+            tile_load8(w, i, sizeof(struct block_q6_K),
+                       offsetof(struct block_q6_K, qh) + 32 * (size_t)h, QH);
             /* g = 0: ql bytes 0..31 of the half, chunks 0 (low nibbles, qh bits 0-1) and 2
              * (high nibbles, bits 4-5); g = 1: bytes 32..63, chunks 1 (bits 2-3) and 3 (6-7) */
             for (int g = 0; g < 2; g++) {
                 __m512i QL[4], A[4], B[4];
-                q6kt_load8(w, i, offsetof(struct block_q6_K, ql) + 64 * (size_t)h + 32 * (size_t)g,
-                           QL);
+                tile_load8(w, i, sizeof(struct block_q6_K),
+                           offsetof(struct block_q6_K, ql) + 64 * (size_t)h + 32 * (size_t)g, QL);
                 for (int q = 0; q < 4; q++) {
                     __m512i ha = g ? _mm512_slli_epi16(QH[q], 2) : _mm512_slli_epi16(QH[q], 4);
                     __m512i hb = g ? _mm512_srli_epi16(QH[q], 2) : QH[q];
@@ -823,6 +872,7 @@ void kernels_avx512_fill(struct kernels_table *t)
     set_tile(t, KERNELS_Q4_0, avx512_tile_q4_0);
     set_tile(t, KERNELS_Q5_0, avx512_tile_q5_0);
     set_tile(t, KERNELS_Q4_K, avx512_tile_q4_K);
+    set_tile(t, KERNELS_Q5_K, avx512_tile_q5_K);
     set_tile(t, KERNELS_Q6_K, avx512_tile_q6_K);
     t->gemv_q[KERNELS_Q6_K] = avx512_gemv_q6_K;
 }

@@ -569,7 +569,7 @@ static void test_matmul_tile_remainders(void **state)
     enum kernels_isa isas[3];
     int n_isa = simd_isas(isas);
     static const enum kernels_type types[] = {KERNELS_Q8_0, KERNELS_Q4_0, KERNELS_Q5_0,
-                                              KERNELS_Q4_K, KERNELS_Q6_K};
+                                              KERNELS_Q4_K, KERNELS_Q5_K, KERNELS_Q6_K};
     static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
     static const int toks[] = {2, 3, 4, 5, 8, 9, 17};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -728,6 +728,54 @@ static void test_matmul_f16_gemm(void **state)
     check_bits(KERNELS_ISA_AVX512, KERNELS_F16, 50, 8960, 130);
 }
 
+/* A K-quant tile's batch invariance (check_bits): partial row and token tiles, 1-3 blocks,
+ * more than one call per row block. */
+static void check_kquant_tile_bits(enum kernels_type t)
+{
+    static const int rows[] = {1, 3, 8, 9, 13, 67};
+    static const int toks[] = {2, 5, 9, 15};
+    for (size_t ri = 0; ri < 6; ri++)
+        for (size_t ki = 0; ki < 4; ki++)
+            check_bits(KERNELS_ISA_AVX512, t, rows[ri], 256 * (int)(1 + (ri + ki) % 3), toks[ki]);
+}
+
+/* The AVX-512 Q5_K tile (the Q4_K tile with fifth bits): a token's bits do not depend on
+ * its batch; and every quant 31 (qs and qh all ones, the largest sums its s16 scaling
+ * must hold: 8 * 31 * 127 per lane) with scales and mins at 63, against the reference. */
+static void test_matmul_q5k_tile(void **state)
+{
+    (void)state;
+    if (!isa_or_skip(KERNELS_ISA_AVX512, "no AVX-512 on this CPU: the Q5_K tile not tested"))
+        skip();
+    check_kquant_tile_bits(KERNELS_Q5_K);
+    enum { R = 9, C = 512, T = 2 };
+    size_t rb = kernels_row_bytes(KERNELS_Q5_K, C), arb = kernels_act_row_bytes(KERNELS_Q5_K, C);
+    uint8_t *w = malloc(rb * R);
+    float *x = malloc(sizeof(float) * T * C), *y0 = malloc(sizeof(float) * T * R);
+    float *y1 = malloc(sizeof(float) * T * R);
+    void *act = malloc(arb * T);
+    memset(w, 0xFF, rb * R); /* quants 31, 6-bit scales and mins 63 */
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < C / 256; b++) {
+            uint8_t *blk = w + rb * (size_t)r + 176 * (size_t)b;
+            blk[0] = 0x66, blk[1] = (uint8_t)(0x2C + r % 4); /* d */
+            blk[2] = 0x66, blk[3] = 0x28;                     /* dmin */
+        }
+    fill(x, (int64_t)T * C, 1.0f);
+    for (int c = 0; c < C; c++)
+        x[c] = -1.0f;
+    kernels_init(KERNELS_ISA_REF);
+    assert_int_equal(kernels_quantize_act(KERNELS_Q5_K, x, C, T, act), 0);
+    struct kernels_tensor_view W = {KERNELS_Q5_K, w, R, C, rb};
+    assert_int_equal(kernels_matmul_q(&W, act, y0, T, 0, R), 0);
+    assert_int_equal(kernels_init(KERNELS_ISA_AVX512), 0);
+    assert_int_equal(kernels_matmul_q(&W, act, y1, T, 0, R), 0);
+    for (int i = 0; i < T * R; i++)
+        assert_true(fabsf(y1[i] - y0[i]) <= 1e-5f * fabsf(y0[i]) + 1e-6f);
+    kernels_init(KERNELS_ISA_REF);
+    free(w), free(x), free(y0), free(y1), free(act);
+}
+
 /* The AVX-512 Q6_K tile: a token's bits do not depend on its batch (partial row and token
  * tiles, several blocks, more than one call per row block); and on raw random blocks (any
  * byte is a valid quant, scales from -128 to 127) with the extreme sums its s16 packing
@@ -739,12 +787,7 @@ static void test_matmul_q6k_tile(void **state)
     (void)state;
     if (!isa_or_skip(KERNELS_ISA_AVX512, "no AVX-512 on this CPU: the Q6_K tile not tested"))
         skip();
-    static const int rows[] = {1, 3, 8, 9, 13, 67};
-    static const int toks[] = {2, 5, 9, 15};
-    for (size_t ri = 0; ri < 6; ri++)
-        for (size_t ki = 0; ki < 4; ki++)
-            check_bits(KERNELS_ISA_AVX512, KERNELS_Q6_K, rows[ri], 256 * (int)(1 + (ri + ki) % 3),
-                       toks[ki]);
+    check_kquant_tile_bits(KERNELS_Q6_K);
     enum { R = 11, C = 768, T = 3 };
     size_t rb = kernels_row_bytes(KERNELS_Q6_K, C), arb = kernels_act_row_bytes(KERNELS_Q6_K, C);
     uint8_t *w = malloc(rb * R);
@@ -1171,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_matmul_f16_tiles),
         cmocka_unit_test(test_matmul_f16_bits),
         cmocka_unit_test(test_matmul_f16_gemm),
+        cmocka_unit_test(test_matmul_q5k_tile),
         cmocka_unit_test(test_matmul_q6k_tile),
         cmocka_unit_test(test_matmul_amx),
         cmocka_unit_test(test_matmul_row_range_and_errors),
