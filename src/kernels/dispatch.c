@@ -458,16 +458,10 @@ void kernels_rmsnorm(float *y, const float *x, const float *w, int64_t n, float 
     kernels_tab.rmsnorm(y, x, w, n, eps);
 }
 
-void kernels_softmax(float *x, int64_t n)
+void kernels_softmax(float *x, int64_t n, float cut)
 {
     ensure_init();
-    kernels_tab.softmax(x, n);
-}
-
-void kernels_flush_below(float *x, int64_t n, float below)
-{
-    for (int64_t i = 0; i < n; i++) /* a plain select: the compiler vectorizes it */
-        x[i] = x[i] < below ? 0.0f : x[i];
+    kernels_tab.softmax(x, n, cut);
 }
 
 void kernels_swiglu(float *out, const float *gate, const float *up, int64_t n)

@@ -144,7 +144,7 @@ struct kernels_table {
     void (*quantize_q8_K_act)(const float *x, void *y, int64_t n);
     void (*f32_to_f16)(const float *x, kernels_fp16 *y, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
-    void (*softmax)(float *x, int64_t n);
+    void (*softmax)(float *x, int64_t n, float cut);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*add)(float *y, const float *a, const float *b, int64_t n);
     void (*scale)(float *x, float s, int64_t n);

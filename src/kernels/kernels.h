@@ -118,13 +118,12 @@ float kernels_dot_f32(enum kernels_type w, const void *row, const float *x, int6
 
 /* y = x / sqrt(mean(x^2) + eps) * w (w may be NULL: no weight). y may equal x. */
 void kernels_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
-/* In place: x = exp(x - max) / sum. */
-void kernels_softmax(float *x, int64_t n);
-/* In place: x[i] = 0 where x[i] < below. Attention applies it to its softmax weights with
- * KERNELS_ATT_P_MIN before the weighted sum of V: on Intel cores an FMA with a denormal
- * input or result takes a microcode assist (about a hundred cycles), and weights a few
- * exponents above the denormal range, times small V values, make them. */
-void kernels_flush_below(float *x, int64_t n, float below);
+/* In place: x = exp(x - max) / sum, and then 0 where that is under cut (0: none).
+ * Attention passes KERNELS_ATT_P_MIN: on Intel cores an FMA with a denormal input or
+ * result takes a microcode assist (about a hundred cycles), and weights a few exponents
+ * above the denormal range, times small V values, make them in the weighted sum of V. The
+ * cut is part of the normalizing pass, so it costs no pass of its own. */
+void kernels_softmax(float *x, int64_t n, float cut);
 /* 2^-64: a weight under it times |v| >= 2^-24 (the smallest F16) stays a normal float,
  * and all the dropped weights of a context of up to 2^17 positions add at most 2^-47 of
  * the largest |v| to an output, far under a float's rounding (2^-24 relative). */

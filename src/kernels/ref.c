@@ -685,7 +685,7 @@ static void ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, flo
         y[i] = x[i] * scale * (w ? w[i] : 1.0f);
 }
 
-static void ref_softmax(float *x, int64_t n)
+static void ref_softmax(float *x, int64_t n, float cut)
 {
     if (n <= 0)
         return;
@@ -698,8 +698,10 @@ static void ref_softmax(float *x, int64_t n)
         sum += x[i];
     }
     float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
         x[i] *= inv;
+        x[i] = x[i] < cut ? 0.0f : x[i]; /* (NaN stays NaN) */
+    }
 }
 
 static void ref_swiglu(float *out, const float *gate, const float *up, int64_t n)

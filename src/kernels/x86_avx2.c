@@ -777,7 +777,7 @@ static void avx2_rmsnorm(float *y, const float *x, const float *w, int64_t n, fl
  * the reference's order, which double precision makes immaterial), then 1/sum. Attention
  * calls it once per query and head over every cached position: in a 512-token prefill
  * libm's expf and its underflow path were 3.5 % of the time. */
-static void avx2_softmax(float *x, int64_t n)
+static void avx2_softmax(float *x, int64_t n, float cut)
 {
     if (n <= 0)
         return;
@@ -807,10 +807,16 @@ static void avx2_softmax(float *x, int64_t n)
         sum += x[i];
     }
     float inv = (float)(1.0 / sum);
-    for (i = 0; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
-    for (; i < n; i++)
+    __m256 vf = _mm256_set1_ps(cut);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv));
+        /* keep p unless p < cut (not-less-than, unordered: NaN kept, as ref.c) */
+        _mm256_storeu_ps(x + i, _mm256_and_ps(p, _mm256_cmp_ps(p, vf, _CMP_NLT_UQ)));
+    }
+    for (; i < n; i++) {
         x[i] *= inv;
+        x[i] = x[i] < cut ? 0.0f : x[i];
+    }
 }
 
 /* ======================================================================== quantizer search */

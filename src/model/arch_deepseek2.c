@@ -218,8 +218,7 @@ static void attend_latent(struct forward *f, const struct forward_entry *e, int 
 
     for (int j = 0; j < n; j++)
         scores[j] = kernels_dot_f32(kt, K + (size_t)j * rowb, q, C) * scale;
-    kernels_softmax(scores, n);
-    kernels_flush_below(scores, n, KERNELS_ATT_P_MIN); /* no denormal assists (arch_llama.c) */
+    kernels_softmax(scores, n, KERNELS_ATT_P_MIN); /* no denormal assists (arch_llama.c) */
     memset(out, 0, (size_t)Lr * sizeof(float));
     /* the latent part (first Lr elements) of each cached row, straight from its F16/F32
      * bytes: a scalar dequantize + loop here was 45 % of a V2-Lite pp512 profile */
@@ -326,7 +325,7 @@ void arch_deepseek2_route(const struct model_hparams *hp, float *probs, const fl
         for (int i = 0; i < X; i++)
             probs[i] = 1.0f / (1.0f + expf(-probs[i]));
     } else {
-        kernels_softmax(probs, X);
+        kernels_softmax(probs, X, 0.0f); /* the router keeps every probability */
     }
     for (int i = 0; i < X; i++)
         selp[i] = bias ? probs[i] + bias[i] : probs[i];

@@ -42,12 +42,10 @@ static void attend_heads(struct forward *f, const struct forward_entry *e, int t
     float *out = f->att + ((size_t)t * (size_t)hp->n_head + (size_t)h0) * (size_t)hd;
 
     kernels_att_scores(kt, K, rowb, n, q, (size_t)hd, nq, scale, scores, sst, hd);
-    for (int i = 0; i < nq; i++) {
-        kernels_softmax(scores + (size_t)i * sst, n);
-        /* near-zero weights to 0: Intel's denormal assists were 14 % of a Q4_K_M pp512
-         * (Ice Lake VM, in avx512_att_wsum), see KERNELS_ATT_P_MIN */
-        kernels_flush_below(scores + (size_t)i * sst, n, KERNELS_ATT_P_MIN);
-    }
+    /* near-zero weights to 0: Intel's denormal assists were 14 % of a Q4_K_M pp512 (Ice
+     * Lake VM, in avx512_att_wsum), see KERNELS_ATT_P_MIN */
+    for (int i = 0; i < nq; i++)
+        kernels_softmax(scores + (size_t)i * sst, n, KERNELS_ATT_P_MIN);
     if (kt == KERNELS_F32 || kt == KERNELS_F16 || kt == KERNELS_BF16) {
         kernels_att_wsum(kt, scores, sst, nq, V, rowb, n, out, (size_t)hd, hd);
         return;

@@ -990,7 +990,7 @@ static void test_vector_ops(void **state)
                 assert_true(fabs(z[i] - x[i] * sc) <= 1e-5 * (fabs(x[i] * sc) + 1e-3));
             /* softmax */
             memcpy(y, x, 4 * (size_t)n);
-            kernels_softmax(y, n);
+            kernels_softmax(y, n, 0.0f);
             double mx = x[0], sum = 0, tot = 0;
             for (int i = 1; i < n; i++)
                 mx = fmax(mx, x[i]);
@@ -1005,7 +1005,7 @@ static void test_vector_ops(void **state)
             for (int i = 0; i < n; i++)
                 z[i] = 100.0f * x[i];
             memcpy(y, z, 4 * (size_t)n);
-            kernels_softmax(y, n);
+            kernels_softmax(y, n, 0.0f);
             mx = z[0], sum = 0;
             for (int i = 1; i < n; i++)
                 mx = fmax(mx, z[i]);
@@ -1096,7 +1096,7 @@ static void check_att(enum kernels_type t, int d, int n_q, int n_rows)
     }
     if (t == KERNELS_F32 || t == KERNELS_F16 || t == KERNELS_BF16) {
         for (int i = 0; i < n_q; i++) /* weights: the scores, softmaxed */
-            kernels_softmax(s + (size_t)i * ss, n_rows);
+            kernels_softmax(s + (size_t)i * ss, n_rows, 0.0f);
         kernels_att_wsum(t, s, ss, n_q, rows, rb, n_rows, y, (size_t)d, d);
         for (int i = 0; i < n_q; i++) {
             kernels_wsum(t, s + (size_t)i * ss, rows, rb, n_rows, y1, d);
@@ -1107,22 +1107,45 @@ static void check_att(enum kernels_type t, int d, int n_q, int n_rows)
     free(e), free(mag);
 }
 
-/* kernels_flush_below: zero under the bound, everything else (the bound itself, negative
- * values under it are zeroed too, NaN) as it was; attention's bound keeps the smallest
- * F16 times a kept weight a normal float */
-static void test_flush_below(void **state)
+/* softmax's cut (attention passes KERNELS_ATT_P_MIN), on ref and every SIMD ISA: weights
+ * under it become 0, in the vector part and the tail; the others are bit for bit what no
+ * cut gives; a NaN that the softmax leaves is not hidden as 0; and the bound times the
+ * smallest F16 is a normal float, as its comment says. */
+static void test_softmax_cut(void **state)
 {
     (void)state;
-    float x[] = {0.5f, 0x1p-65f, 0x1p-64f, 1e-40f, 0.0f, -1.0f, NAN, 0x1p-63f, 1.0f};
-    const float want[] = {0.5f, 0.0f, 0x1p-64f, 0.0f, 0.0f, 0.0f, NAN, 0x1p-63f, 1.0f};
-    kernels_flush_below(x, 9, KERNELS_ATT_P_MIN);
-    for (int i = 0; i < 9; i++)
-        if (isnan(want[i]))
-            assert_true(isnan(x[i]));
-        else
-            assert_true(x[i] == want[i]);
+    enum kernels_isa isas[4];
+    int n_isa = simd_isas(isas);
+    isas[n_isa++] = KERNELS_ISA_REF;
+    enum { N = 19 }; /* two 8-lane vectors and a tail of 3 */
+    float x[N];
+    for (int i = 0; i < N; i++) /* x - max: 0, -40 (e^-40 = 4e-18, kept), -60 (9e-27, cut) */
+        x[i] = i % 3 == 0 ? 0.0f : i % 3 == 1 ? -40.0f : -60.0f;
+    for (int k = 0; k < n_isa; k++) {
+        assert_int_equal(kernels_init(isas[k]), 0);
+        float y0[N], y1[N];
+        memcpy(y0, x, sizeof x), memcpy(y1, x, sizeof x);
+        kernels_softmax(y0, N, 0.0f);
+        kernels_softmax(y1, N, KERNELS_ATT_P_MIN);
+        for (int i = 0; i < N; i++) {
+            assert_true(y0[i] > 0.0f);
+            if (y0[i] < KERNELS_ATT_P_MIN)
+                assert_true(y1[i] == 0.0f && i % 3 == 2);
+            else
+                assert_true(y1[i] == y0[i] && i % 3 != 2);
+        }
+        float z0[N], z[N]; /* whether a NaN survives is the softmax's; the cut keeps it */
+        memcpy(z0, x, sizeof x);
+        z0[5] = NAN;
+        memcpy(z, z0, sizeof z0);
+        kernels_softmax(z0, N, 0.0f);
+        kernels_softmax(z, N, KERNELS_ATT_P_MIN);
+        for (int i = 0; i < N; i++)
+            assert_true(isnan(z[i]) == isnan(z0[i]));
+        kernels_softmax(z, 0, 1.0f); /* nothing to do */
+    }
+    kernels_init(KERNELS_ISA_REF);
     assert_true(KERNELS_ATT_P_MIN * 0x1p-24f >= FLT_MIN);
-    kernels_flush_below(x, 0, 1.0f); /* nothing to do */
 }
 
 static void test_attention(void **state)
@@ -1220,7 +1243,7 @@ int main(void)
         cmocka_unit_test(test_matmul_row_range_and_errors),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_vector_ops),
-        cmocka_unit_test(test_flush_below),
+        cmocka_unit_test(test_softmax_cut),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_rope),
     };
