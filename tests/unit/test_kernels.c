@@ -739,6 +739,43 @@ static void check_kquant_tile_bits(enum kernels_type t)
             check_bits(KERNELS_ISA_AVX512, t, rows[ri], 256 * (int)(1 + (ri + ki) % 3), toks[ki]);
 }
 
+/* The raw blocks w (R rows of C columns of type t) against T activation rows, token 0
+ * every x = -1 (the quantizer's extreme, qs -127), the others fill(): y0 by the reference,
+ * y1 by AVX-512 (selected after), and mag[k * R + r] = sum |w x| of the dequantized
+ * values. */
+static void raw_tile_vs_ref(enum kernels_type t, const uint8_t *w, int R, int C, int T,
+                            float *y0, float *y1, double *mag)
+{
+    size_t rb = kernels_row_bytes(t, C), arb = kernels_act_row_bytes(t, C);
+    float *x = malloc(sizeof(float) * (size_t)T * C), *wd = malloc(sizeof(float) * (size_t)R * C);
+    float *xd = malloc(sizeof(float) * (size_t)T * C);
+    void *act = malloc(arb * (size_t)T);
+    fill(x, (int64_t)T * C, 1.0f);
+    for (int c = 0; c < C; c++)
+        x[c] = -1.0f;
+    kernels_init(KERNELS_ISA_REF);
+    assert_int_equal(kernels_quantize_act(t, x, C, T, act), 0);
+    assert_true(((const int8_t *)act)[4] <= -127); /* qs[0] of token 0: the extreme */
+    for (int k = 0; k < T; k++)
+        kernels_dequantize_row(kernels_act_type(t), (char *)act + arb * (size_t)k,
+                               xd + (size_t)k * C, C);
+    for (int r = 0; r < R; r++)
+        kernels_dequantize_row(t, w + rb * (size_t)r, wd + (size_t)r * C, C);
+    struct kernels_tensor_view W = {t, w, R, C, rb};
+    assert_int_equal(kernels_matmul_q(&W, act, y0, T, 0, R), 0);
+    assert_int_equal(kernels_init(KERNELS_ISA_AVX512), 0);
+    assert_int_equal(kernels_matmul_q(&W, act, y1, T, 0, R), 0);
+    for (int k = 0; k < T; k++)
+        for (int r = 0; r < R; r++) {
+            double m = 0;
+            for (int c = 0; c < C; c++)
+                m += fabs((double)wd[(size_t)r * C + c] * xd[(size_t)k * C + c]);
+            mag[(size_t)k * R + r] = m;
+        }
+    kernels_init(KERNELS_ISA_REF);
+    free(x), free(wd), free(xd), free(act);
+}
+
 /* The AVX-512 Q5_K tile (the Q4_K tile with fifth bits): a token's bits do not depend on
  * its batch; and every quant 31 (qs and qh all ones, the largest sums its s16 scaling
  * must hold: 8 * 31 * 127 per lane) with scales and mins at 63, against the reference. */
@@ -749,11 +786,10 @@ static void test_matmul_q5k_tile(void **state)
         skip();
     check_kquant_tile_bits(KERNELS_Q5_K);
     enum { R = 9, C = 512, T = 2 };
-    size_t rb = kernels_row_bytes(KERNELS_Q5_K, C), arb = kernels_act_row_bytes(KERNELS_Q5_K, C);
+    size_t rb = kernels_row_bytes(KERNELS_Q5_K, C);
     uint8_t *w = malloc(rb * R);
-    float *x = malloc(sizeof(float) * T * C), *y0 = malloc(sizeof(float) * T * R);
-    float *y1 = malloc(sizeof(float) * T * R);
-    void *act = malloc(arb * T);
+    float y0[T * R], y1[T * R];
+    double mag[T * R];
     memset(w, 0xFF, rb * R); /* quants 31, 6-bit scales and mins 63 */
     for (int r = 0; r < R; r++)
         for (int b = 0; b < C / 256; b++) {
@@ -761,19 +797,10 @@ static void test_matmul_q5k_tile(void **state)
             blk[0] = 0x66, blk[1] = (uint8_t)(0x2C + r % 4); /* d */
             blk[2] = 0x66, blk[3] = 0x28;                     /* dmin */
         }
-    fill(x, (int64_t)T * C, 1.0f);
-    for (int c = 0; c < C; c++)
-        x[c] = -1.0f;
-    kernels_init(KERNELS_ISA_REF);
-    assert_int_equal(kernels_quantize_act(KERNELS_Q5_K, x, C, T, act), 0);
-    struct kernels_tensor_view W = {KERNELS_Q5_K, w, R, C, rb};
-    assert_int_equal(kernels_matmul_q(&W, act, y0, T, 0, R), 0);
-    assert_int_equal(kernels_init(KERNELS_ISA_AVX512), 0);
-    assert_int_equal(kernels_matmul_q(&W, act, y1, T, 0, R), 0);
+    raw_tile_vs_ref(KERNELS_Q5_K, w, R, C, T, y0, y1, mag);
     for (int i = 0; i < T * R; i++)
         assert_true(fabsf(y1[i] - y0[i]) <= 1e-5f * fabsf(y0[i]) + 1e-6f);
-    kernels_init(KERNELS_ISA_REF);
-    free(w), free(x), free(y0), free(y1), free(act);
+    free(w);
 }
 
 /* The AVX-512 Q6_K tile: a token's bits do not depend on its batch (partial row and token
@@ -789,12 +816,10 @@ static void test_matmul_q6k_tile(void **state)
         skip();
     check_kquant_tile_bits(KERNELS_Q6_K);
     enum { R = 11, C = 768, T = 3 };
-    size_t rb = kernels_row_bytes(KERNELS_Q6_K, C), arb = kernels_act_row_bytes(KERNELS_Q6_K, C);
+    size_t rb = kernels_row_bytes(KERNELS_Q6_K, C);
     uint8_t *w = malloc(rb * R);
-    float *x = malloc(sizeof(float) * T * C), *wd = malloc(sizeof(float) * R * C);
-    float *xd = malloc(sizeof(float) * T * C), *y0 = malloc(sizeof(float) * T * R);
-    float *y1 = malloc(sizeof(float) * T * R);
-    void *act = malloc(arb * T);
+    float y0[T * R], y1[T * R];
+    double mag[T * R];
     uint32_t seed = 12345;
     for (size_t i = 0; i < rb * R; i++) {
         seed = seed * 1664525u + 1013904223u;
@@ -811,31 +836,14 @@ static void test_matmul_q6k_tile(void **state)
                     blk[192 + k] = (uint8_t)(k % 2 ? 0x80 : 0x7F);
             blk[208] = 0x66, blk[209] = (uint8_t)(0x2C + r % 4); /* d: fp16 about 0.06..0.4 */
         }
-    fill(x, (int64_t)T * C, 1.0f);
-    for (int c = 0; c < C; c++)
-        x[c] = -1.0f; /* token 0: every activation -128 */
-    kernels_init(KERNELS_ISA_REF);
-    assert_int_equal(kernels_quantize_act(KERNELS_Q6_K, x, C, T, act), 0);
-    for (int k = 0; k < T; k++)
-        kernels_dequantize_row(KERNELS_Q8_K, (char *)act + arb * (size_t)k, xd + (size_t)k * C, C);
-    for (int r = 0; r < R; r++)
-        kernels_dequantize_row(KERNELS_Q6_K, w + rb * (size_t)r, wd + (size_t)r * C, C);
-    assert_true(((const int8_t *)act)[4] <= -127); /* qs[0] of token 0: the extreme */
-    struct kernels_tensor_view W = {KERNELS_Q6_K, w, R, C, rb};
-    assert_int_equal(kernels_matmul_q(&W, act, y0, T, 0, R), 0);
-    assert_int_equal(kernels_init(KERNELS_ISA_AVX512), 0);
-    assert_int_equal(kernels_matmul_q(&W, act, y1, T, 0, R), 0);
+    raw_tile_vs_ref(KERNELS_Q6_K, w, R, C, T, y0, y1, mag);
     for (int k = 0; k < T; k++)
         for (int r = 0; r < R; r++) {
-            double mag = 0;
-            for (int c = 0; c < C; c++)
-                mag += fabs((double)wd[(size_t)r * C + c] * xd[(size_t)k * C + c]);
             size_t o = (size_t)k * R + r;
-            check_close(y1[o], y0[o], mag, TOL_SUM_ORDER, "Q6_K tile vs ref", KERNELS_Q6_K, C, k,
-                        r);
+            check_close(y1[o], y0[o], mag[o], TOL_SUM_ORDER, "Q6_K tile vs ref", KERNELS_Q6_K, C,
+                        k, r);
         }
-    kernels_init(KERNELS_ISA_REF);
-    free(w), free(x), free(wd), free(xd), free(y0), free(y1), free(act);
+    free(w);
 }
 
 static void test_matmul_amx(void **state)
