@@ -839,13 +839,8 @@ KERNELS_UNROLL8
         out[k] = accs[k];
 }
 
-static void avx512c_dot_q_q6_K(const void *w, const void *x, size_t xs, int n_x, int64_t n,
-                               float *out)
-{
-    KERNELS_NX8_SWITCH(n_x, q6k_body, w, x, xs, n, out);
-}
-
-/* one token (gemv_q): this dot row by row, bit for bit what the Q6_K tile gives the token
+/* one token (gemv_q): this dot (q6k_body with one token; no table entry uses it for
+ * more since the tile came) row by row, bit for bit what the Q6_K tile gives the token
  * in a batch (both are the canonical form); the tile's shared weight unpacking does not
  * pay for one token (measured 8960 x 1536, one thread, best of 12: 38 against 62
  * GFLOP/s) */
@@ -853,8 +848,7 @@ static void avx512_gemv_q6_K(const struct kernels_tensor_view *W, const void *ac
                              int64_t rb, int64_t re)
 {
     for (int64_t r = rb; r < re; r++)
-        avx512c_dot_q_q6_K((const char *)W->data + (size_t)r * W->row_bytes, act, 0, 1, W->cols,
-                           y + r);
+        q6k_body((const char *)W->data + (size_t)r * W->row_bytes, act, 0, W->cols, y + r, 1);
 }
 
 static void set_tile(struct kernels_table *t, enum kernels_type ty, kernels_tile_fn f)
